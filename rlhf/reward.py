@@ -1,0 +1,146 @@
+"""One reward-model interface for every kind of reward (text or image).
+
+A reward model is a callable that scores a batch of N items and returns a float tensor of
+shape (N,), plus a ``name``. Subclasses implement :meth:`RewardModel.score`; ``__call__``
+validates the result so that a broken model fails loudly instead of feeding NaNs or a
+mis-shaped tensor into an RL loop.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class PromptCompletion:
+    """One text item for text reward models: the prompt and the model's completion."""
+
+    prompt: str
+    completion: str
+
+
+class RewardModel(ABC):
+    """Base class: ``rm(batch) -> torch.Tensor`` of shape ``(len(batch),)``, float, finite."""
+
+    name: str = "reward"
+
+    @abstractmethod
+    def score(self, batch: Any) -> torch.Tensor:
+        """Score a batch of N items; return a float tensor of shape (N,)."""
+
+    def __call__(self, batch: Any) -> torch.Tensor:
+        n = len(batch)
+        if n == 0:
+            raise ValueError(f"reward model {self.name!r}: empty batch")
+        rewards = self.score(batch)
+        return check_rewards(rewards, n, self.name)
+
+
+def check_rewards(rewards: Any, n: int, name: str) -> torch.Tensor:
+    """Validate a reward tensor: float, shape (n,), no NaN/inf. Returns it (detached)."""
+    if not isinstance(rewards, torch.Tensor):
+        raise TypeError(f"reward model {name!r} returned {type(rewards).__name__}, expected torch.Tensor")
+    if not rewards.is_floating_point():
+        raise TypeError(f"reward model {name!r} returned dtype {rewards.dtype}, expected a float dtype")
+    if rewards.shape != (n,):
+        raise ValueError(f"reward model {name!r} returned shape {tuple(rewards.shape)} for a batch of {n}, expected ({n},)")
+    bad = ~torch.isfinite(rewards)
+    if bad.any():
+        idx = bad.nonzero().flatten()[:5].tolist()
+        raise ValueError(f"reward model {name!r} returned non-finite rewards at batch positions {idx}")
+    return rewards.detach()
+
+
+class FunctionReward(RewardModel):
+    """Wrap a plain function ``f(batch) -> tensor | sequence of floats`` as a reward model."""
+
+    def __init__(self, fn: Callable[[Any], Any], name: str | None = None):
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "function_reward")
+
+    def score(self, batch: Any) -> torch.Tensor:
+        out = self.fn(batch)
+        return out if isinstance(out, torch.Tensor) else torch.as_tensor(out, dtype=torch.float32)
+
+
+class WeightedSum(RewardModel):
+    """Σ_i w_i · r_i(batch) over several reward models that accept the same batch."""
+
+    def __init__(self, models: Sequence[RewardModel], weights: Sequence[float], name: str | None = None):
+        if len(models) == 0:
+            raise ValueError("WeightedSum needs at least one reward model")
+        if len(models) != len(weights):
+            raise ValueError(f"WeightedSum: {len(models)} models but {len(weights)} weights")
+        for w in weights:
+            if not math.isfinite(w):
+                raise ValueError(f"WeightedSum: weight {w} is not finite")
+        self.models, self.weights = list(models), [float(w) for w in weights]
+        self.name = name or "+".join(f"{w:g}*{m.name}" for m, w in zip(self.models, self.weights))
+
+    def score(self, batch: Any) -> torch.Tensor:
+        return sum(w * m(batch).float() for m, w in zip(self.models, self.weights))
+
+
+class RunningNormalization(RewardModel):
+    """Normalize rewards by a running mean and standard deviation (Welford/Chan update).
+
+    Statistics update on every call while ``update`` is True (training); set it to False to
+    freeze them (evaluation). The first batch is normalized with its own statistics.
+    """
+
+    def __init__(self, model: RewardModel, eps: float = 1e-8, update: bool = True):
+        self.model, self.eps, self.update = model, eps, update
+        self.name = f"normalized({model.name})"
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / self.count) if self.count > 0 else 1.0
+
+    def _update(self, x: torch.Tensor) -> None:
+        n_b = x.numel()
+        mean_b = float(x.mean())
+        m2_b = float(((x - mean_b) ** 2).sum())
+        total = self.count + n_b
+        delta = mean_b - self.mean
+        self.mean += delta * n_b / total
+        self.m2 += m2_b + delta**2 * self.count * n_b / total
+        self.count = total
+
+    def score(self, batch: Any) -> torch.Tensor:
+        r = self.model(batch).double()
+        if self.update:
+            self._update(r)
+        return ((r - self.mean) / (self.std + self.eps)).float()
+
+
+def _completion_text(completion: Any) -> str:
+    """TRL passes completions as strings (standard) or as lists of chat messages (conversational)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and all(isinstance(m, dict) and "content" in m for m in completion):
+        return "".join(str(m["content"]) for m in completion)
+    raise TypeError(f"unsupported completion type {type(completion).__name__}: expected str or list of chat messages")
+
+
+def as_trl_reward_func(model: RewardModel) -> Callable[..., list[float]]:
+    """Expose a text reward model as a TRL ``reward_funcs`` callable.
+
+    TRL's GRPOTrainer/RLOOTrainer call ``f(prompts=..., completions=..., **dataset_columns)`` and
+    log the result under ``f.__name__``.
+    """
+
+    def reward_func(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        batch = [PromptCompletion(_completion_text(p), _completion_text(c)) for p, c in zip(prompts, completions)]
+        return model(batch).tolist()
+
+    reward_func.__name__ = model.name
+    return reward_func

@@ -1,0 +1,150 @@
+"""Evaluation metrics: unbiased pass@k, win rate and IQM with bootstrap intervals, EPIC distance."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): 1 − C(n−c, k)/C(n, k) for n samples with c correct.
+
+    Computed as 1 − Π_{i=n−c+1}^{n} (1 − k/i), which never forms the huge binomials.
+    """
+    if not (0 <= c <= n):
+        raise ValueError(f"pass_at_k: need 0 <= c <= n, got n={n}, c={c}")
+    if not (1 <= k <= n):
+        raise ValueError(f"pass_at_k: need 1 <= k <= n, got n={n}, k={k}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def mean_pass_at_k(num_samples: Sequence[int], num_correct: Sequence[int], k: int) -> float:
+    """pass@k averaged over tasks."""
+    if len(num_samples) != len(num_correct) or len(num_samples) == 0:
+        raise ValueError("mean_pass_at_k: need equally long, non-empty sample and correct counts")
+    return float(np.mean([pass_at_k(n, c, k) for n, c in zip(num_samples, num_correct)]))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with a confidence interval."""
+
+    value: float
+    low: float
+    high: float
+
+
+def _bootstrap(data: np.ndarray, statistic: Callable, n_boot: int, confidence: float, seed: int) -> tuple[float, float]:
+    # Percentile intervals: BCa is undefined for the tiny, often degenerate samples (3 seeds,
+    # all-win outcomes) that evaluations here produce.
+    if np.all(data == data[0]):
+        return float(statistic(data)), float(statistic(data))
+    res = stats.bootstrap(
+        (data,), statistic, n_resamples=n_boot, confidence_level=confidence,
+        method="percentile", rng=np.random.default_rng(seed), vectorized=True, axis=-1,
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def outcomes_from_scores(scores_a: Sequence[float], scores_b: Sequence[float]) -> np.ndarray:
+    """Per-item outcome of A against B: 1 (A scores higher), 0.5 (tie), 0 (B higher)."""
+    a, b = np.asarray(scores_a, float), np.asarray(scores_b, float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"outcomes_from_scores: shapes {a.shape} and {b.shape} must be equal and 1-D")
+    return np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0))
+
+
+def win_rate(outcomes: Sequence[float], n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> Estimate:
+    """Win rate with a bootstrap confidence interval; outcomes are 1 (win), 0.5 (tie), 0 (loss)."""
+    x = np.asarray(outcomes, float)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError("win_rate: outcomes must be a non-empty 1-D sequence")
+    if not np.isin(x, (0.0, 0.5, 1.0)).all():
+        raise ValueError("win_rate: outcomes must be 1 (win), 0.5 (tie) or 0 (loss)")
+    low, high = _bootstrap(x, np.mean, n_boot, confidence, seed)
+    return Estimate(float(x.mean()), low, high)
+
+
+def iqm(x: Sequence[float] | np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """Interquartile mean: the mean of the middle 50% (Agarwal et al. 2021)."""
+    return stats.trim_mean(np.asarray(x, float), 0.25, axis=axis)
+
+
+def iqm_bootstrap_ci(scores: Sequence[float], n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> Estimate:
+    """IQM across runs (seeds) with a percentile bootstrap interval over runs."""
+    x = np.asarray(scores, float)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError("iqm_bootstrap_ci: scores must be a non-empty 1-D sequence (one value per run)")
+    low, high = _bootstrap(x, iqm, n_boot, confidence, seed)
+    return Estimate(float(iqm(x)), low, high)
+
+
+def pearson_distance(x: Sequence[float], y: Sequence[float]) -> float:
+    """√((1 − ρ)/2) for the Pearson correlation ρ of two equally long samples: 0 to 1."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
+        raise ValueError(f"pearson_distance: need two equal 1-D samples of size >= 2, got {x.shape}, {y.shape}")
+    if np.std(x) == 0 or np.std(y) == 0:
+        raise ValueError("pearson_distance: a constant reward has no correlation (zero variance)")
+    rho = float(np.corrcoef(x, y)[0, 1])
+    return float(np.sqrt(max(0.0, (1.0 - rho) / 2.0)))
+
+
+RewardFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def canonicalize(
+    reward: RewardFn,
+    states: np.ndarray,
+    actions: np.ndarray,
+    next_states: np.ndarray,
+    coverage_states: np.ndarray,
+    coverage_actions: np.ndarray,
+    gamma: float,
+) -> np.ndarray:
+    """EPIC canonical reward (Gleave et al. 2021) at the given transitions.
+
+    C(R)(s,a,s') = R(s,a,s') + E[γR(s',A,S') − R(s,A,S') − γR(S,A,S')], with S, S' drawn from
+    ``coverage_states`` and A from ``coverage_actions`` (sample-based estimate). ``reward``
+    is vectorised over the leading axis. Costs N·M reward evaluations for N transitions and M
+    coverage samples.
+    """
+    n, m = len(states), len(coverage_states)
+    if not (len(actions) == len(next_states) == n) or len(coverage_actions) != m or n == 0 or m == 0:
+        raise ValueError("canonicalize: transitions and coverage samples must be non-empty and aligned")
+
+    def mean_from(origins: np.ndarray) -> np.ndarray:
+        # E_{A,S'} R(o, A, S') for each origin o: pair every origin with every coverage sample.
+        o = np.repeat(origins, m, axis=0)
+        a = np.tile(coverage_actions, (len(origins),) + (1,) * (coverage_actions.ndim - 1))
+        s2 = np.tile(coverage_states, (len(origins),) + (1,) * (coverage_states.ndim - 1))
+        return np.asarray(reward(o, a, s2), float).reshape(len(origins), m).mean(axis=1)
+
+    r = np.asarray(reward(states, actions, next_states), float)
+    return r + gamma * mean_from(next_states) - mean_from(states) - gamma * mean_from(coverage_states).mean()
+
+
+def epic_distance(
+    reward_a: RewardFn,
+    reward_b: RewardFn,
+    states: np.ndarray,
+    actions: np.ndarray,
+    next_states: np.ndarray,
+    coverage_states: np.ndarray,
+    coverage_actions: np.ndarray,
+    gamma: float = 0.99,
+) -> float:
+    """EPIC pseudometric: Pearson distance between both rewards' canonicalized values.
+
+    0 for rewards equal up to positive scaling and potential shaping; about 0.707 for
+    independent rewards. For rewards of the next state only (R(s,a,s') = f(s'), e.g. a VLM
+    reward of the rendered frame) canonicalization only subtracts a constant, so EPIC equals
+    ``pearson_distance(f_a(s'), f_b(s'))`` and needs no N·M evaluations.
+    """
+    args = (states, actions, next_states, coverage_states, coverage_actions, gamma)
+    return pearson_distance(canonicalize(reward_a, *args), canonicalize(reward_b, *args))

@@ -1,0 +1,75 @@
+"""Prompt templates for every language-feedback task, in one module.
+
+Each task owns a section; edit only your own section.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------------------------------------
+# Summarization (SLF5K-style ILF; Scheurer et al. 2023)
+# ---------------------------------------------------------------------------------------------
+# Completions start with a space after the prompt's final "TL;DR:" so the prompt/completion boundary
+# tokenizes the same way for generation, fine-tuning and reward models.
+
+SUMMARIZE_TEMPLATE = "Title: {title}\n\nText: {post}\n\nTL;DR:"
+
+REFINE_WITH_FEEDBACK_TEMPLATE = (
+    "Write an excellent summary that incorporates the feedback on the given summary and is better than "
+    "the given summary.\n\nTitle: {title}\n\nText: {post}\n\nSummary: {summary}\n\n"
+    "Feedback on summary: {feedback}\n\nImproved TL;DR:"
+)
+
+# Ablation: the same request without the feedback, to measure what the feedback itself adds.
+REFINE_WITHOUT_FEEDBACK_TEMPLATE = (
+    "Write an excellent summary that is better than the given summary.\n\nTitle: {title}\n\nText: {post}\n\n"
+    "Summary: {summary}\n\nImproved TL;DR:"
+)
+
+# InstructRM (selectors.InstructRMSelector): the judge sees the input, the original output, the feedback
+# and a candidate refinement, then one yes/no question; several phrasings are averaged.
+# `{noun}` is what is being refined ("summary", "program").
+INSTRUCTRM_TEMPLATE = (
+    "Here is an input, an original {noun} written for it, feedback on that {noun}, and a new {noun}.\n\n"
+    "Input:\n{context}\n\nOriginal {noun}:\n{initial}\n\nFeedback:\n{feedback}\n\nNew {noun}:\n{refinement}\n\n"
+    "Question: {question} Answer Yes or No.\nAnswer:"
+)
+INSTRUCTRM_QUESTIONS = (
+    "Does the new {noun} incorporate the feedback?",
+    "Does the new {noun} address the feedback given on the original {noun}?",
+    "Has the feedback been taken into account in the new {noun}?",
+    "Does the new {noun} fix what the feedback asks to be fixed?",
+)
+
+
+def summary_completion(text: str) -> str:
+    """A summary as a completion of a prompt ending in "TL;DR:" (leading space, no surrounding blanks)."""
+    return " " + text.strip()
+
+
+def summarize_prompt(title: str, post: str) -> str:
+    """Prompt asking for a TL;DR of a post."""
+    return SUMMARIZE_TEMPLATE.format(title=title.strip(), post=post.strip())
+
+
+def refine_prompt(title: str, post: str, summary: str, feedback: str | None) -> str:
+    """Prompt asking for an improved summary; ``feedback=None`` gives the no-feedback ablation."""
+    if feedback is None:
+        return REFINE_WITHOUT_FEEDBACK_TEMPLATE.format(title=title.strip(), post=post.strip(), summary=summary.strip())
+    return REFINE_WITH_FEEDBACK_TEMPLATE.format(
+        title=title.strip(), post=post.strip(), summary=summary.strip(), feedback=feedback.strip()
+    )
+
+
+def instructrm_prompts(context: str, initial: str, feedback: str, refinement: str, noun: str = "summary") -> list[str]:
+    """One InstructRM prompt per question phrasing, each ending right before the yes/no answer token."""
+    return [
+        INSTRUCTRM_TEMPLATE.format(
+            noun=noun, context=context.strip(), initial=initial.strip(), feedback=feedback.strip(),
+            refinement=refinement.strip(), question=q.format(noun=noun),
+        )
+        for q in INSTRUCTRM_QUESTIONS
+    ]
+
+# ---------------------------------------------------------------------------------------------
+# end of the summarization section
+# ---------------------------------------------------------------------------------------------

@@ -1,0 +1,135 @@
+"""Batched generation: left padding, ordering, stop strings, sharding across 2 CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from language_feedback.generation import generate, truncate_at_stop
+
+# Different lengths so a batch needs padding; more than one batch at batch_size=2.
+PROMPTS = [
+    "def add(a, b):",
+    "Write a python function to find the maximum of a list of numbers.\ndef max_of(xs):",
+    "assert",
+    "The summary is too long; make it shorter and mention the dog.",
+    "Feedback: the function fails when the list is empty. Refinement:",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_lm_path):
+    torch.set_num_threads(1)
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm_path)
+    return model, tokenizer
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny):
+    model, tokenizer = tiny
+    tokenizer.padding_side = "right"  # generate must switch to left padding itself (and restore this)
+    batched = generate(model, tokenizer, PROMPTS, temperature=0, max_new_tokens=12, batch_size=4, progress=False)
+    single = [generate(model, tokenizer, [p], temperature=0, max_new_tokens=12, progress=False)[0] for p in PROMPTS]
+    assert batched == single
+    assert tokenizer.padding_side == "right"
+    assert all(len(c) == 1 and c[0] for c in batched)  # something was generated for every prompt
+    # the completions depend on the prompt: a dropped or misaligned prompt would show up here
+    assert len({c[0] for c in batched}) > 1
+
+
+def test_num_return_sequences_grouped_per_prompt_and_seeded(tiny):
+    model, tokenizer = tiny
+    kw = {"num_return_sequences": 3, "temperature": 1.0, "max_new_tokens": 8, "batch_size": 2, "progress": False}
+    a = generate(model, tokenizer, PROMPTS, seed=7, **kw)
+    b = generate(model, tokenizer, PROMPTS, seed=7, **kw)
+    assert a == b
+    assert [len(x) for x in a] == [3] * len(PROMPTS)
+    # a prompt generated on its own gets greedy-identical samples grouped the same way: check the
+    # grouping with greedy decoding, where every sequence of a prompt must be identical
+    greedy = generate(model, tokenizer, PROMPTS, num_return_sequences=2, temperature=0, max_new_tokens=8,
+                      batch_size=2, progress=False)
+    single = generate(model, tokenizer, PROMPTS, temperature=0, max_new_tokens=8, batch_size=2, progress=False)
+    assert greedy == [[s[0], s[0]] for s in single]
+
+
+def test_stop_strings_cut_the_completion():
+    assert truncate_at_stop("x = 1\ndef f():\n  pass", ["\ndef ", "\nclass "]) == "x = 1"
+    assert truncate_at_stop("abc", ["zz"]) == "abc"
+    assert truncate_at_stop("a#b!c", ["!", "#"]) == "a"
+
+
+def test_stop_strings_applied_to_generation(tiny):
+    model, tokenizer = tiny
+    free = generate(model, tokenizer, PROMPTS, temperature=0, max_new_tokens=16, progress=False)
+    # stop at a character the free-running outputs contain, so the cut is exercised
+    text = next(c[0] for c in free if len(c[0]) > 3)
+    stop = text[2]
+    stopped = generate(model, tokenizer, PROMPTS, temperature=0, max_new_tokens=16, stop_strings=[stop],
+                       progress=False)
+    for f, s in zip(free, stopped):
+        assert stop not in s[0]
+        assert f[0].startswith(s[0])
+
+
+def test_bad_arguments(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(TypeError, match=r"prompts\[1\]"):
+        generate(model, tokenizer, ["ok", None], progress=False)
+    with pytest.raises(ValueError, match="temperature"):
+        generate(model, tokenizer, ["ok"], temperature=-1, progress=False)
+    assert generate(model, tokenizer, [], progress=False) == []
+
+
+SHARD_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, torch
+    from accelerate import Accelerator
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from language_feedback.generation import generate
+
+    torch.set_num_threads(1)
+    path, prompts_file, out_prefix = sys.argv[1:4]
+    prompts = json.load(open(prompts_file))
+    accelerator = Accelerator(cpu=True)
+    model = AutoModelForCausalLM.from_pretrained(path).to(accelerator.device)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    out = generate(model, tokenizer, prompts, temperature=0, max_new_tokens=12, batch_size=2,
+                   accelerator=accelerator, progress=False)
+    json.dump({"num_processes": accelerator.num_processes, "out": out},
+              open(f"{out_prefix}.{accelerator.process_index}.json", "w"))
+    """
+)
+
+
+def test_sharded_across_two_processes_matches_single_process(tiny, tiny_lm_path, tmp_path):
+    model, tokenizer = tiny
+    expected = generate(model, tokenizer, PROMPTS, temperature=0, max_new_tokens=12, batch_size=2, progress=False)
+    script = tmp_path / "shard.py"
+    script.write_text(SHARD_SCRIPT)
+    prompts_file = tmp_path / "prompts.json"
+    prompts_file.write_text(json.dumps(PROMPTS))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    with socket.socket() as s:  # a free port, so parallel test runs on this machine do not collide
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # --multi_gpu selects accelerate's torchrun launcher (several processes); Accelerator(cpu=True)
+    # in the script then runs them as MULTI_CPU over gloo. (`--cpu` alone starts a single process.)
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+        str(script), tiny_lm_path, str(prompts_file), str(tmp_path / "out"),
+    ]
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"out.{rank}.json").read_text())
+        assert result["num_processes"] == 2
+        assert result["out"] == expected  # every process holds the full result, in input order

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs import cartpole
-from envs.registration import CARTPOLE_ID
+from envs import cartpole, mountain_car
+from envs.registration import CARTPOLE_ID, MOUNTAIN_CAR_ID
 from envs.tasks import Task, register_task
 
 register_task(
@@ -18,5 +18,18 @@ register_task(
         reward=cartpole.upright_reward,
         caption=cartpole.describe_state,
         reference_state=lambda: np.zeros(4),
+    )
+)
+
+register_task(
+    Task(
+        name="mountaincar-peak",
+        env_id=MOUNTAIN_CAR_ID,
+        goal_prompts=("a car at the peak of the mountain, next to the yellow flag",),
+        baseline_prompts=("a car in the mountain",),
+        success=mountain_car.at_peak,
+        reward=mountain_car.peak_reward,
+        caption=mountain_car.describe_state,
+        reference_state=lambda: np.array([0.5, 0.0]),
     )
 )

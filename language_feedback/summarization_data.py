@@ -90,7 +90,7 @@ def _load_jsonl(path: Path) -> list[SummaryFeedbackSample]:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
+            where = f"{path}, line {lineno}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:

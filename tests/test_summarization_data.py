@@ -21,33 +21,33 @@ from language_feedback.summarization_data import (
 # Our own short posts, in SLF5K's schema. Feedback asks for something specific the initial summary lacks.
 FIXTURE_POSTS = [
     ("relationships", "Partner forgets my birthday every year",
-     "We have been together four years. Every year my partner forgets my birthday until the evening, "
-     "then apologises. This year I reminded them a week before and they still forgot.",
+     ("We have been together four years. Every year my partner forgets my birthday until the evening, "
+     "then apologises. This year I reminded them a week before and they still forgot."),
      "partner forgets my birthday", "My partner forgets my birthday every year even after I remind them.",
      "The summary should mention that I reminded them a week before."),
     ("personalfinance", "Landlord keeps my deposit",
-     "I moved out in June and left the flat clean. The landlord says he will keep the whole deposit "
-     "for painting, but the walls were already marked when I moved in and I have photos.",
+     ("I moved out in June and left the flat clean. The landlord says he will keep the whole deposit "
+     "for painting, but the walls were already marked when I moved in and I have photos."),
      "landlord keeps deposit", "Landlord wants to keep my deposit for painting, but I have photos of the old marks.",
      "Mention the photos; they are the key point."),
     ("dogs", "Dog barks at the mail carrier",
-     "My dog is calm all day except when the mail carrier comes. Then he barks for ten minutes and "
-     "scratches the door. Treats and closing the curtains did not help.",
+     ("My dog is calm all day except when the mail carrier comes. Then he barks for ten minutes and "
+     "scratches the door. Treats and closing the curtains did not help."),
      "dog barks a lot", "My dog barks at the mail carrier for ten minutes and treats did not help.",
      "Say that it only happens with the mail carrier and what I already tried."),
     ("cscareerquestions", "Two job offers",
-     "I have an offer from a startup paying more and from a large company with better training. "
-     "I am a junior developer and want to learn as much as possible in the next two years.",
+     ("I have an offer from a startup paying more and from a large company with better training. "
+     "I am a junior developer and want to learn as much as possible in the next two years."),
      "two offers", "Junior developer choosing between a better-paid startup and a big company with training.",
      "It should say that learning is my priority."),
     ("fitness", "Knee pain when running",
-     "After two months of running three times a week my left knee hurts after about 5 km. "
-     "I bought new shoes but it still hurts. Should I stop running?",
+     ("After two months of running three times a week my left knee hurts after about 5 km. "
+     "I bought new shoes but it still hurts. Should I stop running?"),
      "knee hurts when running", "Left knee hurts after 5 km of running, even with new shoes; should I stop?",
      ""),  # no feedback: loaders must skip it for ILF
     ("cooking", "Bread does not rise",
-     "My bread never rises. I use fresh yeast, warm water and let it rest for an hour in the kitchen, "
-     "which is quite cold in winter.",
+     ("My bread never rises. I use fresh yeast, warm water and let it rest for an hour in the kitchen, "
+     "which is quite cold in winter."),
      "bread fails", "My bread does not rise even with fresh yeast, maybe because my kitchen is cold.",
      "Add that the kitchen is cold in winter, that is probably the cause."),
 ]

@@ -7,9 +7,10 @@ import gymnasium as gym
 NAMESPACE = "PixelRewards"
 CARTPOLE_ID = f"{NAMESPACE}/CartPole-v0"
 MOUNTAIN_CAR_ID = f"{NAMESPACE}/MountainCarContinuous-v0"
+HUMANOID_ID = f"{NAMESPACE}/Humanoid-v0"
 
 # Fixed episode lengths (the envs never terminate); override with gym.make(..., max_episode_steps=N).
-DEFAULT_EPISODE_STEPS = {CARTPOLE_ID: 500, MOUNTAIN_CAR_ID: 999}
+DEFAULT_EPISODE_STEPS = {CARTPOLE_ID: 500, MOUNTAIN_CAR_ID: 999, HUMANOID_ID: 1000}
 
 
 def register_envs() -> None:
@@ -17,6 +18,7 @@ def register_envs() -> None:
     entry_points = {
         CARTPOLE_ID: "envs.cartpole:PixelCartPoleEnv",
         MOUNTAIN_CAR_ID: "envs.mountain_car:PixelMountainCarEnv",
+        HUMANOID_ID: "envs.humanoid:PixelHumanoidEnv",
     }
     for env_id, entry_point in entry_points.items():
         if env_id not in gym.registry:

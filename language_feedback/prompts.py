@@ -73,3 +73,49 @@ def instructrm_prompts(context: str, initial: str, feedback: str, refinement: st
 # ---------------------------------------------------------------------------------------------
 # end of the summarization section
 # ---------------------------------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------------------------
+# Code (MBPP-style ILF; Chen et al. 2023/2024)
+# ---------------------------------------------------------------------------------------------
+# A program is `code_prompt(prompt) + completion`: the prompt (task docstring, then the signature) ends
+# right after the signature's ":" and every completion (draft, refinement, fine-tuning target) starts
+# with "\n". Ending the prompt on ":" keeps the prompt/completion boundary on a token boundary: a
+# trailing "\n" would merge with the body's indentation into one BPE token, and the model would be
+# fine-tuned on a different context than it sees when generating.
+
+CODE_REFINE_TEMPLATE = "OLD CODE:\n{old_program}\n\nFEEDBACK:\n{feedback}\n\nREFINEMENT:\n{prompt}"
+
+CODE_CRITIC_TEMPLATE = (
+    "Here is a Python programming task, a program written for it, and the result of running its unit tests.\n\n"
+    "PROGRAM:\n{program}\n\nTEST RESULT:\n{test_result}\n\n"
+    "Explain in a few sentences what is wrong with the program and how to fix it."
+)
+
+# Generation stops at the end of the function: these start the next top-level statement.
+CODE_STOP_STRINGS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\nassert ", "\n#", '\n"""', "\n```")
+
+
+def code_prompt(prompt: str) -> str:
+    """An MBPP/HumanEval prompt ending after the signature's ":" (trailing whitespace removed)."""
+    return prompt.rstrip()
+
+
+def code_completion(body: str) -> str:
+    """A function body as a completion of :func:`code_prompt`: starts with a newline."""
+    return body if body.startswith(("\n", "\r\n")) else "\n" + body
+
+
+def code_refine_prompt(prompt: str, old_program: str, feedback: str) -> str:
+    """π_Refine's input: the old program, the feedback on it, then the task prompt again to continue from."""
+    return CODE_REFINE_TEMPLATE.format(
+        old_program=old_program.strip("\n"), feedback=feedback.strip(), prompt=code_prompt(prompt)
+    )
+
+
+def code_critic_prompt(program: str, test_result: str) -> str:
+    """The critic LM's input: the program and its test results; it answers with feedback in words."""
+    return CODE_CRITIC_TEMPLATE.format(program=program.strip("\n"), test_result=test_result.strip())
+
+# ---------------------------------------------------------------------------------------------
+# end of the code section
+# ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
-import pytest  # noqa: E402
+import pytest
 
 TINY_CORPUS = [
     "def add(a, b):\n    return a + b\n",

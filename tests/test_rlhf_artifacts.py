@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from rlhf.artifacts import RunDir, RunDirectoryMismatch, atomic_path, read_jsonl, write_json_atomic
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    write_json_atomic(target, {"a": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_run_dir_skips_finished_stages_and_reruns_interrupted_ones(tmp_path):
+    calls = []
+
+    def build_a(d):
+        calls.append("a")
+        (d / "a.txt").write_text("A")
+
+    def crashing_b(d):
+        calls.append("b")
+        (d / "partial.txt").write_text("partial")
+        raise KeyboardInterrupt
+
+    run = RunDir(tmp_path / "run", {"lr": 1})
+    run.run_stage("a", build_a)
+    with pytest.raises(KeyboardInterrupt):
+        run.run_stage("b", crashing_b)
+    assert not run.is_done("b") and not (tmp_path / "run" / "b").exists()
+
+    run = RunDir(tmp_path / "run", {"lr": 1})  # a rerun
+    run.run_stage("a", build_a)
+    run.run_stage("b", lambda d: (calls.append("b2"), (d / "b.txt").write_text("B")))
+    assert calls == ["a", "b", "b2"]
+    assert (run.stage_path("b") / "b.txt").read_text() == "B"
+
+
+def test_run_dir_refuses_another_runs_directory(tmp_path):
+    RunDir(tmp_path, {"lr": 1, "model": "x"})
+    with pytest.raises(RunDirectoryMismatch, match="config differs in: lr"):
+        RunDir(tmp_path, {"lr": 2, "model": "x"})
+
+
+def test_read_jsonl_names_file_and_line(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"a": 1}\n\n{"a": 2\n')
+    with pytest.raises(ValueError, match=r"d.jsonl:3: invalid JSON"):
+        read_jsonl(p)

@@ -5,6 +5,8 @@ Each task owns a section; edit only your own section.
 
 from __future__ import annotations
 
+import re
+
 # ---------------------------------------------------------------------------------------------
 # Summarization (SLF5K-style ILF; Scheurer et al. 2023)
 # ---------------------------------------------------------------------------------------------
@@ -115,6 +117,19 @@ def code_refine_prompt(prompt: str, old_program: str, feedback: str) -> str:
 def code_critic_prompt(program: str, test_result: str) -> str:
     """The critic LM's input: the program and its test results; it answers with feedback in words."""
     return CODE_CRITIC_TEMPLATE.format(program=program.strip("\n"), test_result=test_result.strip())
+
+
+# MBPP prompts in the format of Chen et al. (and of `mbpp_code_feedback.jsonl`): a docstring with the
+# task and the first test as an example ("assert f(x) == y" shown as "f(x) = y"), then the code up to
+# and including the signature (imports and helper functions come along).
+MBPP_PROMPT_TEMPLATE = '"""\n{text}\n\n>>> Example: {example}\n"""\n\n{signature}\n'
+
+
+def mbpp_prompt(text: str, first_test: str, signature: str) -> str:
+    """The MBPP prompt for a task; ``signature`` is the reference code up to the entry point's ``def`` line."""
+    example = re.sub(r"^\s*assert\s+", "", first_test).replace("==", "=", 1)
+    return MBPP_PROMPT_TEMPLATE.format(text=text, example=example, signature=signature)
+
 
 # ---------------------------------------------------------------------------------------------
 # end of the code section

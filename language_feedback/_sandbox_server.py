@@ -1,0 +1,537 @@
+"""Fork server ("zygote") behind :mod:`language_feedback.sandbox`. Runs untrusted Python programs.
+
+Started by the sandbox as ``python -E -s <this file>`` with a scrubbed environment, it imports the
+modules that test programs commonly use once, then forks a fresh child per program, so a program
+costs two forks instead of an interpreter start. It reads one JSON job per line on stdin and writes
+one JSON result per line on stdout; the first line it writes describes the isolation it achieved.
+
+Stdlib only, and never imported by the caller: nothing from the caller's process leaks into programs.
+
+Per job, as root (the normal case on these machines):
+
+    server (network namespace with no interfaces, created once at start)
+      └─ supervisor: chowns the work dir, ``unshare(CLONE_NEWPID)``, enforces the wall-clock timeout
+           └─ program: pid 1 of a fresh PID namespace, new session, rlimits (address space, CPU time,
+              file size = output size, processes), a unique unprivileged uid that keeps only
+              CAP_DAC_READ_SEARCH (so the interpreter under /root can still import modules, but
+              nothing outside the work dir can be written and no outside process can be signalled),
+              scrubbed environment, fresh temporary working directory.
+
+When the program (pid 1) dies, the kernel kills everything else in its PID namespace, which is what
+contains fork bombs together with RLIMIT_NPROC (effective because the uid is not root). Without root
+the same code falls back to a new session killed as a whole, RLIMIT_NPROC, and an audit hook that
+refuses sockets; :func:`language_feedback.sandbox.sandbox_isolation` reports which layers are active.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import ctypes
+import json
+import linecache
+import operator
+import os
+import reprlib
+import resource
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+PR_SET_KEEPCAPS = 8
+CAP_DAC_READ_SEARCH = 2
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+# Each program runs as UID_BASE + (supervisor pid): unique among live programs, so RLIMIT_NPROC
+# (counted per uid) is per program, and far above any real account.
+UID_BASE = 2_000_000_000
+MAX_REPORT_CHARS = 8_000  # the report goes through a pipe; keep it well under the pipe buffer
+SOURCE_PARTS = ("setup", "program", "tests")
+SOURCE_FILES = {f"<{part}>": part for part in SOURCE_PARTS}
+CHECK_NAME = "__sandbox_compare__"
+
+# Modules test programs commonly import (MBPP, HumanEval), imported once here so children start warm.
+PREIMPORT = (
+    "array", "bisect", "cmath", "collections", "copy", "datetime", "decimal", "fractions", "functools", "hashlib",
+    "heapq", "itertools", "math", "operator", "random", "re", "statistics", "string", "sys", "typing",
+    "unicodedata", "pytest",
+)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _unshare(flags: int) -> None:
+    if _libc.unshare(ctypes.c_int(flags)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare: {os.strerror(err)}")
+
+
+def _keep_only_capability(cap: int) -> None:
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    data[0].effective = data[0].permitted = 1 << cap
+    if _libc.capset(ctypes.byref(header), data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"capset: {os.strerror(err)}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Inside the program process: run setup, program and tests, and report how it went
+# ------------------------------------------------------------------------------------------------
+
+_COMPARE_OPS = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "is": operator.is_,
+    "is not": operator.is_not,
+    "in": lambda a, b: a in b,
+    "not in": lambda a, b: a not in b,
+}
+_AST_OPS = {
+    ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
+    ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in",
+}
+_last_compare: dict = {}  # the latest rewritten comparison: which assert, and both sides' values
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 300
+_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = _repr.maxfrozenset = _repr.maxdeque = 30
+_repr.maxlevel = 4
+
+
+def _compare(left, right, op: str, index: int):
+    """Stand-in for ``left <op> right`` in a rewritten assert: remembers both sides for the report."""
+    _last_compare["index"], _last_compare["left"], _last_compare["right"] = index, left, right
+    return _COMPARE_OPS[op](left, right)
+
+
+class _AssertRewriter(ast.NodeTransformer):
+    """``assert a == b, msg`` -> ``assert __sandbox_compare__(a, b, "==", i), msg``.
+
+    Each side is evaluated once, exactly as in the original, and the assert still raises a plain
+    AssertionError; the harness only gains the values of both sides to say "expected X, got Y".
+    """
+
+    def __init__(self, source: str):
+        self.source = source
+        # (assert source, first line, last line, whether the left side is the value under test)
+        self.asserts: list[tuple[str, int, int, bool]] = []
+
+    def visit_Assert(self, node: ast.Assert) -> ast.AST:
+        self.generic_visit(node)
+        test = node.test
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and type(test.ops[0]) in _AST_OPS):
+            return node
+        segment = ast.get_source_segment(self.source, node) or ast.unparse(node)
+        left_has_call = any(isinstance(n, ast.Call) for n in ast.walk(test.left))
+        right_has_call = any(isinstance(n, ast.Call) for n in ast.walk(test.comparators[0]))
+        left_is_actual = left_has_call or not right_has_call
+        self.asserts.append((" ".join(segment.split()), node.lineno, node.end_lineno or node.lineno, left_is_actual))
+        call = ast.Call(
+            func=ast.Name(id=CHECK_NAME, ctx=ast.Load()),
+            args=[
+                test.left,
+                test.comparators[0],
+                ast.Constant(_AST_OPS[type(test.ops[0])]),
+                ast.Constant(len(self.asserts) - 1),
+            ],
+            keywords=[],
+        )
+        node.test = ast.copy_location(call, test)
+        return ast.fix_missing_locations(node)
+
+
+def _safe_repr(value) -> str:
+    try:
+        return _repr.repr(value)
+    except BaseException:  # noqa: BLE001 - a hostile __repr__ must not break the report
+        return f"<{type(value).__name__} object>"
+
+
+def _describe(exc: BaseException) -> str:
+    text = _safe_repr_text(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _safe_repr_text(exc: BaseException) -> str:
+    try:
+        return str(exc)[:1000]
+    except BaseException:  # noqa: BLE001 - a hostile __str__ must not break the report
+        return ""
+
+
+def _user_frames(tb) -> list[traceback.FrameSummary]:
+    return [f for f in traceback.extract_tb(tb) if f.filename in SOURCE_FILES]
+
+
+def _failure_report(exc: BaseException, sources: dict[str, str], asserts: list[tuple[str, int, int, bool]]) -> dict:
+    frames = _user_frames(exc.__traceback__)
+    report: dict = {"status": "failed", "exception": _describe(exc)}
+    if frames:
+        inner = frames[-1]
+        report.update(part=SOURCE_FILES[inner.filename], line=inner.lineno, line_source=(inner.line or "").strip())
+        test_frames = [f for f in frames if f.filename == "<tests>"]
+        if test_frames:
+            report["failed_test"] = (test_frames[-1].line or "").strip()
+    lines = []
+    index = _last_compare.get("index")
+    if isinstance(exc, AssertionError) and index is not None and report.get("part") == "tests":
+        segment, first, last, left_is_actual = asserts[index]
+        # The remembered comparison belongs to this failure only if that assert is the failing line.
+        if first <= report.get("line", -1) <= last:
+            left, right = _safe_repr(_last_compare["left"]), _safe_repr(_last_compare["right"])
+            actual, expected = (left, right) if left_is_actual else (right, left)
+            report.update(failed_test=segment, actual=actual, expected=expected)
+            lines += [f"Test failed: {segment}", f"  actual:   {actual}", f"  expected: {expected}"]
+    if not lines:
+        if isinstance(exc, AssertionError) and report.get("failed_test"):
+            lines.append(f"Test failed: {report['failed_test']}")
+        lines.append(report["exception"])
+    shown = traceback.format_list(frames[-5:])
+    lines += ["Traceback (most recent call last):", *[s.rstrip("\n") for s in shown]]
+    lines.append(report["exception"])
+    report["message"] = "\n".join(lines)
+    return report
+
+
+def _compile_part(part: str, source: str, asserts: list[tuple[str, int, int, bool]]):
+    filename = f"<{part}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    tree = ast.parse(source, filename)
+    if part == "tests":
+        rewriter = _AssertRewriter(source)
+        tree = rewriter.visit(tree)
+        asserts.extend(rewriter.asserts)
+    return compile(tree, filename, "exec")
+
+
+def _execute(job: dict) -> dict:
+    """Run setup, program and tests in one namespace, like one script; return the report."""
+    sources = {part: job.get(part) or "" for part in SOURCE_PARTS}
+    asserts: list[tuple[str, int, int, bool]] = []
+    codes = []
+    for part in SOURCE_PARTS:
+        try:
+            codes.append(_compile_part(part, sources[part], asserts))
+        except SyntaxError as exc:
+            exception = f"{type(exc).__name__}: {exc.msg}"
+            text = (exc.text or "").strip()
+            return {
+                "status": "failed",
+                "part": part,
+                "line": exc.lineno,
+                "line_source": text,
+                "exception": exception,
+                "message": f"the {part} does not parse: {exception} (line {exc.lineno}{': ' + text if text else ''})",
+            }
+        except (ValueError, MemoryError, RecursionError) as exc:  # e.g. null bytes, or too deeply nested
+            return {"status": "failed", "part": part, "exception": f"{type(exc).__name__}: {exc}",
+                    "message": f"the {part} does not parse: {type(exc).__name__}: {exc}"}
+    namespace = {"__name__": "__sandbox__", "__builtins__": builtins, CHECK_NAME: _compare}
+    for code in codes:
+        try:
+            exec(code, namespace)  # noqa: S102 - running untrusted code is this process's job
+        except SystemExit as exc:
+            return {"status": "crashed", "exception": f"SystemExit: {exc.code!r}",
+                    "message": f"the program called sys.exit({exc.code!r}) before the tests finished"}
+        except MemoryError as exc:
+            report = _failure_report(exc, sources, asserts)
+            report.update(status="resource_limit", message="memory limit exceeded (MemoryError)\n" + report["message"])
+            return report
+        except BaseException as exc:  # noqa: BLE001 - every failure of the program is a result
+            return _failure_report(exc, sources, asserts)
+    return {"status": "passed", "message": ""}
+
+
+_NETWORK_EVENTS = frozenset(
+    {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo", "socket.gethostbyname"}
+)
+
+
+def _audit_no_network(event: str, args) -> None:
+    """Fallback when no network namespace could be made: refuse socket use from Python code."""
+    if event in _NETWORK_EVENTS:
+        raise PermissionError(f"network access is disabled in the sandbox ({event})")
+
+
+def _run_program(job: dict, limits: dict, isolation: dict, workdir: str, uid: int | None, fds: dict) -> None:
+    """The program process. Never returns."""
+    code = 1
+    try:
+        # Python ignores SIGXFSZ; the default action (terminate) is how output over the limit is seen.
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(fds["stdout"], 1)
+        os.dup2(fds["stderr"], 2)
+        os.dup2(fds["report"], 3)
+        os.closerange(4, 1 << 16)
+        os.chdir(workdir)
+        os.umask(0o077)
+        memory = limits["memory_mb"] * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_time_s"], limits["cpu_time_s"] + 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits["max_output_bytes"], limits["max_output_bytes"]))
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits["max_processes"], limits["max_processes"]))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if uid is not None:
+            # Keep CAP_DAC_READ_SEARCH through setuid: the interpreter lives under /root (mode 0700)
+            # and must still import modules; writing, signalling and everything else is unprivileged.
+            _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            _keep_only_capability(CAP_DAC_READ_SEARCH)
+        os.environ.clear()
+        os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=workdir, TMPDIR=workdir, LANG="C.UTF-8")
+        tempfile.tempdir = workdir
+        sys.argv = ["<program>"]
+        sys.dont_write_bytecode = True
+        if not isolation["network_namespace"]:
+            sys.addaudithook(_audit_no_network)
+        me = os.getpid()
+        report = _execute(job)
+        if os.getpid() != me:  # a copy forked by the program must not report
+            os._exit(1)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        data = json.dumps(report)
+        if len(data) > MAX_REPORT_CHARS:
+            report["message"] = report.get("message", "")[: MAX_REPORT_CHARS // 2] + "\n[... truncated]"
+            for key in ("actual", "expected", "failed_test", "line_source", "exception"):
+                if isinstance(report.get(key), str):
+                    report[key] = report[key][:500]
+            data = json.dumps(report)
+        os.write(3, data.encode("utf-8", "replace"))
+        code = 0
+    except BaseException:  # noqa: BLE001 - report nothing; the server says the program crashed
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _reap(job: dict, limits: dict, isolation: dict, workdir: str, uid: int | None, fds: dict, wait_fd: int) -> None:
+    """pid 1 of the program's PID namespace: start the program, wait for it, pass on how it ended.
+
+    Being init, this process cannot be signalled from inside the namespace (so the program cannot
+    kill its parent); when it exits, the kernel kills everything the program left behind.
+    """
+    code = 1
+    try:
+        os.setsid()  # without a PID namespace, the session is what gets killed as a whole
+        pid = os.fork()
+        if pid == 0:
+            os.close(wait_fd)
+            _run_program(job, limits, isolation, workdir, uid, fds)
+        for fd in fds.values():
+            os.close(fd)
+        _, wait_status = os.waitpid(pid, 0)
+        os.write(wait_fd, str(wait_status).encode())
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _supervise(job: dict, limits: dict, isolation: dict, workdir: str, fds: dict, status_fd: int) -> None:
+    """The supervisor process (outside the namespaces): enforce the wall-clock timeout. Never returns."""
+    status: dict = {}
+    try:
+        uid = UID_BASE + os.getpid() if isolation["separate_uid"] else None
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        if isolation["pid_namespace"]:
+            _unshare(CLONE_NEWPID)
+        wait_r, wait_w = os.pipe()
+        start = time.monotonic()
+        reaper = os.fork()
+        if reaper == 0:
+            os.close(status_fd)
+            os.close(wait_r)
+            _reap(job, limits, isolation, workdir, uid, fds, wait_w)
+        os.close(wait_w)
+        for fd in fds.values():
+            os.close(fd)
+        pidfd = os.pidfd_open(reaper)
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        timed_out = not poller.poll(int(limits["timeout_s"] * 1000))
+        if timed_out:
+            os.kill(reaper, signal.SIGKILL)  # as init of the PID namespace, its death kills the rest
+        os.waitpid(reaper, 0)
+        status["duration_s"] = time.monotonic() - start
+        if not isolation["pid_namespace"]:
+            try:  # whatever the program left behind in its session
+                os.killpg(reaper, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        status["timed_out"] = timed_out
+        raw = _read_available(wait_r, 64)
+        if raw:
+            wait_status = int(raw)
+            if os.WIFSIGNALED(wait_status):
+                status["signal"] = os.WTERMSIG(wait_status)
+            else:
+                status["exit_code"] = os.WEXITSTATUS(wait_status)
+        elif not timed_out:
+            status["error"] = "the program's reaper process died before the program"
+    except BaseException as exc:  # noqa: BLE001
+        status["error"] = repr(exc)
+    finally:
+        try:
+            os.write(status_fd, json.dumps(status).encode())
+        finally:
+            os._exit(0)
+
+
+def _read_available(fd: int, limit: int) -> bytes:
+    os.set_blocking(fd, False)
+    chunks, total = [], 0
+    while total < limit:
+        try:
+            chunk = os.read(fd, min(65536, limit - total))
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def _read_memfd(fd: int, limit: int) -> str:
+    return os.pread(fd, limit, 0).decode("utf-8", "replace")
+
+
+SIGNAL_MEANINGS = {
+    signal.SIGXCPU: ("resource_limit", "CPU-time limit of {cpu_time_s} s exceeded"),
+    signal.SIGXFSZ: ("resource_limit", "output limit of {max_output_bytes} bytes exceeded"),
+}
+
+
+def _run_job(job: dict, isolation: dict, protocol_fds: tuple[int, int]) -> dict:
+    limits = job["limits"]
+    workdir = tempfile.mkdtemp(prefix="lf-sandbox-")
+    fds = {"stdout": os.memfd_create("stdout"), "stderr": os.memfd_create("stderr")}
+    report_r, fds["report"] = os.pipe()
+    status_r, status_w = os.pipe()
+    try:
+        supervisor = os.fork()
+        if supervisor == 0:
+            for fd in (*protocol_fds, report_r, status_r):
+                os.close(fd)
+            _supervise(job, limits, isolation, workdir, fds, status_w)
+        os.close(status_w)
+        os.close(fds.pop("report"))
+        os.waitpid(supervisor, 0)
+        status = json.loads(_read_available(status_r, 1 << 16) or b"{}")
+        raw_report = _read_available(report_r, 1 << 20)
+        stdout = _read_memfd(fds["stdout"], limits["max_output_bytes"])
+        stderr = _read_memfd(fds["stderr"], limits["max_output_bytes"])
+    finally:
+        for fd in (*fds.values(), report_r, status_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        shutil.rmtree(workdir, ignore_errors=True)
+    result = {"stdout": stdout, "stderr": stderr, "duration_s": status.get("duration_s", 0.0)}
+    if "error" in status:
+        result.update(status="crashed", message=f"the sandbox could not run the program: {status['error']}")
+    elif status.get("timed_out"):
+        result.update(status="timeout", message=f"wall-clock timeout of {limits['timeout_s']:g} s exceeded")
+    elif "signal" in status:
+        sig = status["signal"]
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        kind, text = SIGNAL_MEANINGS.get(sig, ("crashed", f"killed by signal {name}"))
+        result.update(status=kind, message=text.format(**limits), exception=name)
+    else:
+        try:
+            report = json.loads(raw_report) if raw_report else None
+        except ValueError:
+            report = None
+        if report is None or report.get("status") not in ("passed", "failed", "crashed", "resource_limit"):
+            code = status.get("exit_code")
+            result.update(status="crashed", message=f"the program exited with code {code} before the tests finished")
+        else:
+            result.update(report)
+    return result
+
+
+def _probe_pid_namespace() -> bool:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _unshare(CLONE_NEWPID)
+            os._exit(0)
+        except BaseException:  # noqa: BLE001
+            os._exit(1)
+    _, wait_status = os.waitpid(pid, 0)
+    return os.WIFEXITED(wait_status) and os.WEXITSTATUS(wait_status) == 0
+
+
+def _setup_isolation() -> dict:
+    is_root = os.geteuid() == 0
+    isolation = {"root": is_root, "network_namespace": False, "pid_namespace": False, "separate_uid": is_root}
+    if is_root:
+        try:
+            _unshare(CLONE_NEWNET)  # a namespace with only a loopback device that is down
+            isolation["network_namespace"] = True
+        except OSError:
+            pass
+        isolation["pid_namespace"] = _probe_pid_namespace()
+    return isolation
+
+
+def main() -> None:
+    script_dir = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != script_dir]
+    requests = os.fdopen(os.dup(0), "rb")
+    replies = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)  # nothing may write into the protocol stream by accident
+    os.chdir("/")
+    isolation = _setup_isolation()
+    for name in PREIMPORT:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    protocol_fds = (requests.fileno(), replies.fileno())
+
+    def reply(obj: dict) -> None:
+        replies.write(json.dumps(obj).encode() + b"\n")
+        replies.flush()
+
+    reply({"ready": True, "isolation": isolation})
+    for line in requests:
+        try:
+            result = _run_job(json.loads(line), isolation, protocol_fds)
+        except Exception as exc:  # noqa: BLE001 - the server must keep serving
+            result = {"status": "crashed", "message": f"the sandbox could not run the program: {exc!r}"}
+        reply(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""Sandboxed execution of untrusted Python programs against their tests.
+
+Each program runs in its own process, forked from a small fork server (``_sandbox_server.py``)
+that this module starts with ``python -E -s`` and a scrubbed environment. As root (the normal case
+here) a program gets: a PID namespace of its own (everything it forks dies with it), a network
+namespace without interfaces, a unique unprivileged uid (so RLIMIT_NPROC holds and nothing outside
+its work dir can be written or signalled), rlimits on address space, CPU time, output/file size and
+processes, a wall-clock timeout, a fresh temporary working directory removed afterwards and an
+environment without the caller's variables. :func:`sandbox_isolation` reports which layers are on.
+
+Nothing a program does raises in the caller: every outcome is an :class:`ExecResult`.
+The verdict protects the host, not the verdict itself: a program written to forge a "passed"
+report (by reaching into the harness) could do so; models writing MBPP solutions do not.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import queue
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+STATUSES = ("passed", "failed", "timeout", "crashed", "resource_limit")
+_SERVER_SCRIPT = Path(__file__).with_name("_sandbox_server.py")
+_SERVER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+_SERVER_START_TIMEOUT_S = 60.0
+# The server enforces each timeout itself; the caller only gives up on a server that stopped answering.
+_SERVER_GRACE_S = 30.0
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-program limits. ``max_output_bytes`` caps stdout, stderr and every file the program writes."""
+
+    timeout_s: float = 10.0
+    cpu_time_s: int = 10
+    memory_mb: int = 1024
+    max_processes: int = 16
+    max_output_bytes: int = 64_000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"SandboxLimits.{f.name} must be a positive number, got {value!r}")
+        if self.memory_mb < 64:
+            raise ValueError(f"SandboxLimits.memory_mb must be >= 64 (the interpreter alone needs it), got {self.memory_mb}")
+
+
+@dataclass(frozen=True)
+class SandboxJob:
+    """One program and the tests to run after it (``setup`` runs first, e.g. MBPP ``test_setup_code``)."""
+
+    program: str
+    tests: str
+    setup: str = ""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What happened when a program ran against its tests.
+
+    ``status`` is one of :data:`STATUSES`. ``message`` says what went wrong (the failing assert with
+    actual and expected values, or the exception, plus a short traceback; the limit that was hit);
+    it is "" when the program passed. The other optional fields break a failure down for feedback:
+    ``failed_test`` (the assert that failed or was running), ``actual``/``expected`` (reprs of both
+    sides of a failing comparison), ``exception`` ("ZeroDivisionError: division by zero"), and where
+    it happened: ``part`` ("setup", "program" or "tests"), ``line`` and ``line_source``.
+    """
+
+    status: str
+    message: str
+    stdout: str
+    stderr: str
+    duration_s: float
+    failed_test: str = ""
+    actual: str | None = None
+    expected: str | None = None
+    exception: str = ""
+    part: str = ""
+    line: int | None = None
+    line_source: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+_RESULT_FIELDS = {f.name for f in fields(ExecResult)}
+
+
+def _result_from_reply(reply: dict) -> ExecResult:
+    values = {k: v for k, v in reply.items() if k in _RESULT_FIELDS}
+    values.setdefault("status", "crashed")
+    values.setdefault("message", "the sandbox gave no message")
+    values.setdefault("stdout", "")
+    values.setdefault("stderr", "")
+    values.setdefault("duration_s", 0.0)
+    if values["status"] not in STATUSES:
+        values["message"] = f"the sandbox gave an unknown status {values['status']!r}"
+        values["status"] = "crashed"
+    return ExecResult(**values)
+
+
+class _SandboxServer:
+    """One fork server process; used by one thread at a time."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-E", "-s", str(_SERVER_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=_SERVER_ENV,
+            cwd="/",
+            start_new_session=True,  # a Ctrl-C meant for the caller must not hit the server mid-job
+        )
+        self._buffer = b""
+        hello = self._read_reply(time.monotonic() + _SERVER_START_TIMEOUT_S)
+        if hello is None or not hello.get("ready"):
+            self.close()
+            raise RuntimeError(f"the sandbox server ({_SERVER_SCRIPT}) did not start")
+        self.isolation: dict[str, bool] = hello["isolation"]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _read_reply(self, deadline: float) -> dict | None:
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def run(self, job: SandboxJob, limits: SandboxLimits) -> ExecResult:
+        request = {"program": job.program, "tests": job.tests, "setup": job.setup, "limits": asdict(limits)}
+        try:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.flush()
+            reply = self._read_reply(time.monotonic() + limits.timeout_s + _SERVER_GRACE_S)
+        except (OSError, ValueError) as exc:
+            reply, error = None, repr(exc)
+        else:
+            error = "it stopped answering"
+        if reply is None:
+            self.close()
+            return ExecResult("crashed", f"the sandbox server failed ({error}); it will be restarted", "", "", 0.0)
+        return _result_from_reply(reply)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # the server exits at end of input
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+class _ServerPool:
+    """Idle fork servers kept between calls (starting one costs an interpreter start and imports)."""
+
+    def __init__(self) -> None:
+        self._idle: list[_SandboxServer] = []
+        self._lock = threading.Lock()
+        self._owner_pid = os.getpid()
+
+    def take(self) -> _SandboxServer:
+        with self._lock:
+            if self._owner_pid != os.getpid():  # forked caller: the pipes belong to the parent
+                self._idle, self._owner_pid = [], os.getpid()
+            while self._idle:
+                server = self._idle.pop()
+                if server.alive():
+                    return server
+        return _SandboxServer()
+
+    def give_back(self, server: _SandboxServer) -> None:
+        if not server.alive():
+            return
+        with self._lock:
+            if self._owner_pid == os.getpid():
+                self._idle.append(server)
+                return
+        server.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        if self._owner_pid == os.getpid():
+            for server in idle:
+                server.close()
+
+
+_POOL = _ServerPool()
+atexit.register(_POOL.close_all)
+
+
+def sandbox_isolation() -> dict[str, bool]:
+    """Which isolation layers the sandbox achieves on this machine.
+
+    Keys: ``root``, ``network_namespace``, ``pid_namespace``, ``separate_uid``. Without the
+    namespaces the sandbox falls back to a new session killed as a whole and a Python-level
+    refusal of sockets, which a program calling libc directly could get around.
+    """
+    server = _POOL.take()
+    try:
+        return dict(server.isolation)
+    finally:
+        _POOL.give_back(server)
+
+
+def _as_job(index: int, job: SandboxJob | tuple[str, str] | tuple[str, str, str]) -> SandboxJob:
+    if not isinstance(job, SandboxJob):
+        if not isinstance(job, (tuple, list)) or len(job) not in (2, 3):
+            raise TypeError(f"jobs[{index}]: expected a SandboxJob or a (program, tests[, setup]) tuple, got {job!r:.80}")
+        job = SandboxJob(*job)
+    for name in ("program", "tests", "setup"):
+        if not isinstance(getattr(job, name), str):
+            raise TypeError(f"jobs[{index}].{name}: expected a string, got {type(getattr(job, name)).__name__}")
+    return job
+
+
+def run_programs(
+    jobs: Sequence[tuple[str, str]] | Sequence[SandboxJob],
+    *,
+    workers: int = 2,
+    limits: SandboxLimits = SandboxLimits(),
+    progress: bool = True,
+) -> list[ExecResult]:
+    """Run each (program, tests) pair in the sandbox, ``workers`` at a time; results in input order.
+
+    A program that does not parse, fails, loops, crashes or misbehaves gets its own result and
+    the batch goes on. Raises only for malformed ``jobs`` (not strings) or arguments.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if not isinstance(limits, SandboxLimits):
+        raise TypeError(f"limits must be a SandboxLimits, got {type(limits).__name__}")
+    jobs = [_as_job(i, job) for i, job in enumerate(jobs)]
+    results: list[ExecResult | None] = [None] * len(jobs)
+    if not jobs:
+        return []
+    servers: queue.SimpleQueue[_SandboxServer] = queue.SimpleQueue()
+    n_servers = min(workers, len(jobs))
+    with ThreadPoolExecutor(max_workers=n_servers) as executor:
+        for server in executor.map(lambda _: _POOL.take(), range(n_servers)):
+            servers.put(server)
+
+    def run_one(index: int) -> None:
+        server = servers.get()
+        try:
+            if not server.alive():
+                server = _SandboxServer()
+            results[index] = server.run(jobs[index], limits)
+        finally:
+            servers.put(server)
+
+    bar = tqdm(total=len(jobs), desc="sandbox", unit="prog", disable=not progress)
+    with bar, ThreadPoolExecutor(max_workers=n_servers) as executor:
+        for future in as_completed([executor.submit(run_one, i) for i in range(len(jobs))]):
+            future.result()
+            bar.update()
+    while not servers.empty():
+        _POOL.give_back(servers.get())
+    return results  # type: ignore[return-value]
+
+
+def run_program(
+    program: str, tests: str, *, setup: str = "", limits: SandboxLimits = SandboxLimits()
+) -> ExecResult:
+    """Run one program and its tests in the sandbox (see :func:`run_programs`)."""
+    return run_programs([SandboxJob(program, tests, setup)], workers=1, limits=limits, progress=False)[0]

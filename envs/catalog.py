@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from envs import cartpole, mountain_car
-from envs.registration import CARTPOLE_ID, MOUNTAIN_CAR_ID
+from envs import cartpole, humanoid_tasks, mountain_car
+from envs.registration import CARTPOLE_ID, HUMANOID_ID, MOUNTAIN_CAR_ID
 from envs.tasks import Task, register_task
 
 register_task(
@@ -33,3 +35,19 @@ register_task(
         reference_state=lambda: np.array([0.5, 0.0]),
     )
 )
+
+for key, name, goal in humanoid_tasks.HUMANOID_TASKS:
+    register_task(
+        Task(
+            name=name,
+            env_id=HUMANOID_ID,
+            goal_prompts=(goal,),
+            baseline_prompts=(humanoid_tasks.BASELINE_PROMPT,),
+            success=humanoid_tasks.success_predicate(key),
+            reward=humanoid_tasks.ground_truth_reward(key),
+            caption=humanoid_tasks.describe_state,
+            reference_state=functools.partial(humanoid_tasks.reference_state, key),
+            # The CLIP reward model, not rendering, should be the bottleneck: render fast by default.
+            env_kwargs={"fast_render": True},
+        )
+    )

@@ -1,0 +1,125 @@
+"""The summarization ILF loop end to end on a tiny GPT-2, and resuming after a kill."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_summarization_data import fixture_rows, write_fixture
+
+from language_feedback.finetune import SFTSettings
+from language_feedback.summarization_data import load_slf5k
+from language_feedback.summarization_ilf import ILFConfig, run_ilf
+from rlhf.artifacts import read_jsonl
+
+
+def tiny_config(model: str, **overrides) -> ILFConfig:
+    cfg = ILFConfig(
+        model=model, rounds=2, samples_per_round=2, num_refinements=3, selector="random", max_new_tokens=12,
+        temperature=1.0, generation_batch_size=4,
+        sft=SFTSettings(lr=1e-3, epochs=1.0, batch_size=2, max_length=512, logging_steps=1, report_to=[]),
+    )
+    return dataclasses.replace(cfg, **overrides)
+
+
+def data_file(tmp_path: Path) -> Path:
+    rows = fixture_rows()
+    rows[0]["post"] = "I waited for my partner all evening. " * 150  # far over the tiny model's 512 positions
+    return write_fixture(tmp_path / "slf.jsonl", rows)
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_ilf_two_rounds_end_to_end(tiny_lm_path, tmp_path, caplog):
+    samples = load_slf5k(data_file(tmp_path))
+    with caplog.at_level(logging.WARNING):
+        result = run_ilf(tiny_config(tiny_lm_path), samples, tmp_path / "run")
+    assert "1 of 6 samples have empty feedback" in caplog.text
+    assert "truncated 1 of 4 posts to fit the prompt into 500 tokens" in caplog.text
+
+    run = tmp_path / "run"
+    fitted = read_jsonl(run / "data" / "samples.jsonl")
+    assert len(fitted) == 4 and fitted[0]["post"].endswith(" ...") and len(fitted[0]["post"]) < len(samples[0].post)
+
+    for r, ids in ((1, ["t0", "t1"]), (2, ["t2", "t3"])):
+        initial = read_jsonl(run / f"round{r}" / "initial" / "initial.jsonl")
+        refinements = read_jsonl(run / f"round{r}" / "refinements" / "refinements.jsonl")
+        selected = read_jsonl(run / f"round{r}" / "selection" / "selected.jsonl")
+        assert [row["id"] for row in initial] == ids and [row["id"] for row in refinements] == ids
+        assert all(len(row["refinements"]) == 3 for row in refinements)
+        assert "Feedback on summary:" in refinements[0]["prompt"]
+        for row, ref in zip(selected, refinements):
+            # The random selector's choice is the argmax of its scores and is one of the generated refinements.
+            assert row["selected"] == row["candidates"][max(range(len(row["scores"])), key=row["scores"].__getitem__)]
+            assert row["selected"] in [c.strip() for c in ref["refinements"]]
+            assert row["prompt"].endswith("TL;DR:")
+        for comp in read_jsonl(run / f"round{r}" / "selection" / "comparisons.jsonl"):
+            assert comp["chosen"].strip() in [row["selected"] for row in selected]
+            assert comp["rejected"].strip() in {s.generated_summary_for_feedback for s in samples}
+
+    # Round 2 starts from round 1's model and trains on both rounds' samples.
+    assert [m["n_train_examples"] for m in result.metrics] == [2, 4]
+    base, round1, round2 = weights(Path(tiny_lm_path)), weights(run / "round1" / "model"), weights(run / "round2" / "model")
+    key = "transformer.h.0.attn.c_attn.weight"
+    assert not torch.equal(base[key], round1[key]) and not torch.equal(round1[key], round2[key])
+    assert result.final_model == run / "round2" / "model"
+
+
+def test_no_feedback_ablation_and_bad_inputs(tiny_lm_path, tmp_path):
+    samples = load_slf5k(data_file(tmp_path))
+    cfg = tiny_config(tiny_lm_path, rounds=1, use_feedback=False, selector="embedding")
+    with pytest.raises(ValueError, match="needs rounds × samples_per_round = 3 × 2 = 6 samples with feedback, but only 5"):
+        run_ilf(dataclasses.replace(cfg, rounds=3), samples, tmp_path / "too_many")
+    with pytest.raises(ValueError, match="unknown selector 'bleu'; known selectors: embedding, human"):
+        run_ilf(dataclasses.replace(cfg, selector="bleu"), samples, tmp_path / "bad_selector")
+    run_ilf(dataclasses.replace(cfg, selector="human"), samples, tmp_path / "ablation")
+    refinements = read_jsonl(tmp_path / "ablation" / "round1" / "refinements" / "refinements.jsonl")
+    assert all("Feedback" not in row["prompt"] and "Improved TL;DR:" in row["prompt"] for row in refinements)
+    selected = read_jsonl(tmp_path / "ablation" / "round1" / "selection" / "selected.jsonl")
+    # The human selector trains on the people's ideal summaries.
+    assert [row["selected"] for row in selected] == [samples[0].ideal_human_summary, samples[1].ideal_human_summary]
+
+
+RESUME_SCRIPT = """
+import dataclasses, sys
+sys.path.insert(0, {tests!r})
+from test_summarization_ilf import tiny_config
+from language_feedback.summarization_data import load_slf5k
+from language_feedback.summarization_ilf import run_ilf
+run_ilf(tiny_config({model!r}, rounds=1), load_slf5k({data!r}), {run!r})
+"""
+
+
+def test_resume_after_kill(tiny_lm_path, tmp_path):
+    data, run = data_file(tmp_path), tmp_path / "run"
+    script = RESUME_SCRIPT.format(tests=str(Path(__file__).parent), model=tiny_lm_path, data=str(data), run=str(run))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    selection = run / "round1" / "selection"
+    deadline = time.monotonic() + 240
+    while not selection.is_dir() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # as abrupt as a crash: no cleanup handlers run
+    _, err = proc.communicate()
+    assert selection.is_dir(), f"the run died before selection: {err.decode()[-2000:]}"
+    assert not (run / "summary.json").exists(), "the kill came after the run finished; the test proves nothing"
+
+    finished = {p: p.stat().st_mtime_ns for p in run.glob("**/*.jsonl")}
+    assert len(finished) >= 4  # data, initial, refinements, selected (+ comparisons)
+    result = run_ilf(tiny_config(tiny_lm_path, rounds=1), load_slf5k(data), run)
+    # Finished stages were kept as they were, the rest was built, and the run is complete.
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    assert (run / "round1" / "model" / "model.safetensors").is_file() and (run / "summary.json").is_file()
+    assert len(result.metrics) == 1

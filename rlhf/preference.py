@@ -1,0 +1,364 @@
+"""Bradley–Terry reward models: training through TRL's ``RewardTrainer`` and scoring text.
+
+A comparison is ``{"prompt": str, "chosen": str, "rejected": str}``. Training uses TRL's
+explicit-prompt preference format: the trainer scores ``prompt + chosen + eos`` and
+``prompt + rejected + eos`` with an ``AutoModelForSequenceClassification`` (``num_labels=1``)
+and minimises ``-log σ(r_chosen − r_rejected)``. :class:`PreferenceRewardModel` tokenizes text
+exactly the same way at inference, so a score means the same thing in training and in use.
+
+The sequence-classification head reads the hidden state at the rightmost non-pad token. For
+that to be the last real token whatever the padding side, scoring passes explicit
+``position_ids`` (left padding would otherwise shift GPT-2-style absolute positions) and sets
+``config.pad_token_id`` to the tokenizer's pad token, as TRL does during training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlhf.artifacts import atomic_path, read_jsonl
+from rlhf.reward import PromptCompletion, RewardModel
+
+logger = logging.getLogger(__name__)
+
+COMPARISON_FIELDS = ("prompt", "chosen", "rejected")
+METADATA_FILE = "reward_model.json"
+
+
+@dataclass
+class LoraSettings:
+    """LoRA for reward-model training (peft). The score head is always trained and saved in full."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    # "all-linear" lets peft pick every linear layer except the output head, for any architecture.
+    target_modules: list[str] | str = "all-linear"
+
+
+@dataclass
+class RewardTrainingSettings:
+    """Optimisation settings for :func:`train_reward_model` (mirrors the fields of TRL's ``RewardConfig``)."""
+
+    learning_rate: float = 1e-4
+    epochs: float = 1.0
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    max_length: int = 1024
+    seed: int = 0
+    gradient_checkpointing: bool = False
+    bf16: bool | None = None  # None: bf16 when a bf16-capable GPU is present, fp32 otherwise
+    logging_steps: int = 10
+    save_steps: int | None = None  # checkpoint every N steps so that a killed run resumes
+    report_to: list[str] = field(default_factory=list)  # e.g. ["tensorboard"]
+
+
+def validate_comparisons(comparisons: Any, where: str = "comparisons") -> list[dict[str, str]]:
+    """Check that every comparison has string ``prompt``, non-empty ``chosen`` and ``rejected``.
+
+    Returns the comparisons as plain dicts holding only the three fields. Raises ``ValueError``
+    naming the position (``where[i]``) and the field at fault.
+    """
+    if isinstance(comparisons, (str, bytes)) or not isinstance(comparisons, Sequence):
+        raise TypeError(f"{where}: expected a list of {{'prompt','chosen','rejected'}} dicts, got {type(comparisons).__name__}")
+    if len(comparisons) == 0:
+        raise ValueError(f"{where}: no comparisons")
+    return [_check_comparison(row, f"{where}[{i}]") for i, row in enumerate(comparisons)]
+
+
+def _check_comparison(row: Any, where: str) -> dict[str, str]:
+    if not isinstance(row, Mapping):
+        raise TypeError(f"{where}: expected a dict with {COMPARISON_FIELDS}, got {type(row).__name__}")
+    for key in COMPARISON_FIELDS:
+        if key not in row or row[key] is None:
+            raise ValueError(f"{where}: missing comparison field {key!r}")
+        if not isinstance(row[key], str):
+            raise TypeError(f"{where}: field {key!r} must be a string, got {type(row[key]).__name__}")
+    for key in ("chosen", "rejected"):
+        if not row[key].strip():
+            raise ValueError(f"{where}: field {key!r} is empty")
+    return {key: row[key] for key in COMPARISON_FIELDS}
+
+
+def load_comparisons_jsonl(path: str | Path) -> list[dict[str, str]]:
+    """Read comparisons from a JSONL file (one ``{"prompt","chosen","rejected"}`` object a line).
+
+    A bad row raises ``ValueError`` naming the file and line.
+    """
+    path = Path(path)
+    lines = [n for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    rows = read_jsonl(path)
+    out = [_check_comparison(row, f"{path}:{lineno}") for lineno, row in zip(lines, rows)]
+    if not out:
+        raise ValueError(f"{path}: no comparisons")
+    return out
+
+
+def _resolve(name_or_path: str | Path) -> str:
+    """A local directory as is; anything else (an embedded default's name, a hub id) via ``rlhf.models``."""
+    if Path(name_or_path).is_dir():
+        return str(name_or_path)
+    from rlhf.models import resolve_model_path  # imported here: only needed for names, not local paths
+
+    return resolve_model_path(str(name_or_path))
+
+
+def _ensure_pad_token(tokenizer: Any) -> None:
+    # Same fallback as TRL's RewardTrainer, so training and scoring agree on what padding is.
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+class PreferenceRewardModel(RewardModel):
+    """A Bradley–Terry reward model scoring ``PromptCompletion`` batches.
+
+    ``model`` is a directory written by :func:`train_reward_model` (full model or LoRA adapter),
+    any sequence-classification checkpoint with one label, or an already loaded model (then pass
+    ``tokenizer``). Text is scored as ``prompt + completion + eos``, as TRL trains it; inputs longer
+    than ``max_length`` tokens keep their last ``max_length`` tokens (the end is where the score is
+    read) and a warning counts them.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | Any,
+        tokenizer: Any = None,
+        *,
+        batch_size: int = 8,
+        max_length: int = 1024,
+        device: str | torch.device | None = None,
+        padding_side: str | None = None,
+        name: str | None = None,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(model, (str, Path)):
+            path = Path(_resolve(model))
+            self.model, loaded_tokenizer = _load_reward_model(path)
+            tokenizer = tokenizer or loaded_tokenizer
+            self.name = name or f"rm_{path.name}"
+        else:
+            if tokenizer is None:
+                raise ValueError("PreferenceRewardModel: pass `tokenizer` together with an already loaded model")
+            self.model = model
+            self.name = name or "preference_rm"
+        _ensure_pad_token(tokenizer)
+        self.tokenizer = tokenizer
+        self.model.config.pad_token_id = tokenizer.pad_token_id
+        if device is not None:
+            self.model.to(device)
+        self.batch_size, self.max_length = batch_size, max_length
+        self.padding_side = padding_side or tokenizer.padding_side
+        if self.padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {self.padding_side!r}")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _encode(self, item: PromptCompletion) -> list[int]:
+        # Mirrors trl RewardTrainer._prepare_dataset: prompt + completion, EOS appended if missing.
+        text = item.prompt + item.completion
+        if not text.endswith(self.tokenizer.eos_token):
+            text += self.tokenizer.eos_token
+        return self.tokenizer(text)["input_ids"]
+
+    def _collate(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, x in enumerate(ids):
+            cols = slice(width - len(x), width) if self.padding_side == "left" else slice(0, len(x))
+            input_ids[row, cols] = torch.tensor(x, dtype=torch.long)
+            attention_mask[row, cols] = 1
+        # Real tokens get positions 0..len-1 whatever the padding side, as in (right-padded) training.
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
+
+    def score(self, batch: Sequence[PromptCompletion]) -> torch.Tensor:
+        for i, item in enumerate(batch):
+            if not isinstance(item, PromptCompletion):
+                raise TypeError(f"{self.name}: batch[{i}] is {type(item).__name__}, expected PromptCompletion")
+        encoded = [self._encode(item) for item in batch]
+        n_long = sum(len(x) > self.max_length for x in encoded)
+        if n_long:
+            logger.warning("%s: %d of %d inputs longer than %d tokens; kept their last %d tokens",
+                           self.name, n_long, len(encoded), self.max_length, self.max_length)
+            encoded = [x[-self.max_length:] for x in encoded]
+        was_training = self.model.training
+        self.model.eval()
+        scores = []
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(encoded), self.batch_size):
+                    inputs = {k: v.to(self.device) for k, v in self._collate(encoded[start:start + self.batch_size]).items()}
+                    scores.append(self.model(**inputs, use_cache=False).logits[:, 0].float().cpu())
+        finally:
+            self.model.train(was_training)
+        return torch.cat(scores)
+
+    def score_texts(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
+        """Convenience: score parallel lists of prompts and completions."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        return self([PromptCompletion(p, c) for p, c in zip(prompts, completions)])
+
+
+def _load_reward_model(path: Path) -> tuple[Any, Any]:
+    """Load a full sequence-classification reward model or a LoRA adapter (score head included)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    if not path.is_dir():
+        raise FileNotFoundError(f"reward model directory {path} does not exist")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if (path / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        model = AutoModelForSequenceClassification.from_pretrained(_resolve(base), num_labels=1)
+        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+        return model, tokenizer
+    config = AutoConfig.from_pretrained(path)
+    if config.num_labels != 1 or not any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
+        raise ValueError(
+            f"{path} is not a reward model (architectures={config.architectures}, num_labels={config.num_labels}): "
+            "train one with rlhf.preference.train_reward_model"
+        )
+    return AutoModelForSequenceClassification.from_pretrained(path), tokenizer
+
+
+def preference_accuracy(rm: RewardModel, comparisons: Sequence[Mapping[str, str]]) -> float:
+    """Fraction of comparisons where ``rm`` scores ``chosen`` above ``rejected`` (a tie counts ½)."""
+    rows = validate_comparisons(comparisons)
+    batch = [PromptCompletion(r["prompt"], r["chosen"]) for r in rows]
+    batch += [PromptCompletion(r["prompt"], r["rejected"]) for r in rows]
+    scores = rm(batch)
+    chosen, rejected = scores[: len(rows)], scores[len(rows):]
+    return float(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean())
+
+
+def train_reward_model(
+    model_name_or_path: str | Path,
+    comparisons: Sequence[Mapping[str, str]],
+    output_dir: str | Path,
+    *,
+    eval_comparisons: Sequence[Mapping[str, str]] | None = None,
+    lora: LoraSettings | None = None,
+    settings: RewardTrainingSettings | None = None,
+) -> dict[str, Any]:
+    """Train a Bradley–Terry reward model with TRL's ``RewardTrainer``; save it atomically to ``output_dir``.
+
+    ``output_dir`` receives the model (or LoRA adapter with the score head), the tokenizer and
+    ``reward_model.json`` (settings and metrics). Checkpoints and TensorBoard logs go to
+    ``<output_dir>.trainer/``; with ``settings.save_steps`` a rerun resumes from the last
+    checkpoint. Returns metrics: training loss, sample counts (comparisons longer than
+    ``max_length`` are dropped by TRL and counted), and, with ``eval_comparisons``, held-out
+    accuracy before (``eval_accuracy_before``) and after (``eval_accuracy``) training.
+    """
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import RewardConfig, RewardTrainer
+
+    settings = settings or RewardTrainingSettings()
+    train_rows = validate_comparisons(comparisons, "comparisons")
+    eval_rows = validate_comparisons(eval_comparisons, "eval_comparisons") if eval_comparisons is not None else None
+    model_path = _resolve(model_name_or_path)
+    output_dir = Path(output_dir)
+    work_dir = output_dir.with_name(output_dir.name + ".trainer")
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    _ensure_pad_token(tokenizer)
+    n_kept = _count_within_max_length(tokenizer, train_rows, settings.max_length)
+    if n_kept == 0:
+        raise ValueError(f"comparisons: all {len(train_rows)} are longer than max_length={settings.max_length} tokens")
+    if n_kept < len(train_rows):
+        logger.warning("%d of %d training comparisons are longer than max_length=%d tokens; TRL drops them",
+                       len(train_rows) - n_kept, len(train_rows), settings.max_length)
+
+    bf16 = settings.bf16 if settings.bf16 is not None else (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    config = RewardConfig(
+        output_dir=str(work_dir),
+        learning_rate=settings.learning_rate,
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        max_length=settings.max_length,
+        seed=settings.seed,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        bf16=bf16,
+        logging_steps=settings.logging_steps,
+        save_strategy="steps" if settings.save_steps else "no",
+        save_steps=settings.save_steps or 500,
+        report_to=settings.report_to or "none",
+    )
+    peft_config = None
+    if lora is not None:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            task_type="SEQ_CLS", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            target_modules=lora.target_modules, modules_to_save=["score"],
+        )
+    trainer = RewardTrainer(
+        model=model_path, args=config, train_dataset=Dataset.from_list(train_rows),
+        processing_class=tokenizer, peft_config=peft_config,
+    )
+
+    metrics: dict[str, Any] = {"n_train": len(train_rows), "n_train_used": n_kept}
+    if eval_rows is not None:
+        metrics["n_eval"] = len(eval_rows)
+        metrics["eval_accuracy_before"] = preference_accuracy(_in_memory_rm(trainer, settings), eval_rows)
+
+    last = get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
+    if last:
+        logger.info("resuming reward-model training from %s", last)
+    result = trainer.train(resume_from_checkpoint=last)
+    metrics["train_loss"] = float(result.training_loss)
+    metrics["train_steps"] = int(result.global_step)
+    if eval_rows is not None:
+        metrics["eval_accuracy"] = preference_accuracy(_in_memory_rm(trainer, settings), eval_rows)
+
+    with atomic_path(output_dir) as tmp:
+        trainer.save_model(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        meta = {
+            "base_model": str(model_name_or_path),
+            "base_model_path": model_path,
+            "lora": asdict(lora) if lora is not None else None,
+            "settings": asdict(settings),
+            "metrics": metrics,
+        }
+        (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    for checkpoint in work_dir.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)  # the finished model supersedes them
+    if work_dir.is_dir() and not any(work_dir.iterdir()):
+        work_dir.rmdir()
+    return metrics
+
+
+def _in_memory_rm(trainer: Any, settings: RewardTrainingSettings) -> PreferenceRewardModel:
+    return PreferenceRewardModel(
+        trainer.model, trainer.processing_class, batch_size=settings.batch_size, max_length=settings.max_length
+    )
+
+
+def _count_within_max_length(tokenizer: Any, rows: list[dict[str, str]], max_length: int) -> int:
+    """How many comparisons TRL keeps: both ``prompt+chosen+eos`` and ``prompt+rejected+eos`` fit."""
+    eos = tokenizer.eos_token
+
+    def n_tokens(text: str) -> int:
+        return len(tokenizer(text if text.endswith(eos) else text + eos)["input_ids"])
+
+    return sum(
+        n_tokens(r["prompt"] + r["chosen"]) <= max_length and n_tokens(r["prompt"] + r["rejected"]) <= max_length
+        for r in rows
+    )

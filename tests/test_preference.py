@@ -1,0 +1,149 @@
+"""Bradley–Terry reward models: training through TRL, LoRA with the score head, padding-independent scoring."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from rlhf.preference import (
+    LoraSettings,
+    PreferenceRewardModel,
+    RewardTrainingSettings,
+    load_comparisons_jsonl,
+    preference_accuracy,
+    train_reward_model,
+    validate_comparisons,
+)
+from rlhf.reward import PromptCompletion
+
+POSTS = [
+    "my landlord will not return the deposit after I moved out",
+    "the function fails when the list is empty",
+    "write a python function to find the maximum of a list",
+    "the summary is too long and misses the point",
+]
+GOOD = [" make it shorter and mention the dog.", " the dog is fine now.", " my dog ate it.", " TL;DR: the dog."]
+BAD = [" the landlord will not return it.", " assert add(1, 2) == 3", " it is too long.", " Answer yes or no."]
+
+
+def synthetic_comparisons(seed: int, n: int) -> list[dict[str, str]]:
+    """A preference a 2-layer model can learn: chosen summaries mention the dog, rejected ones never do.
+
+    Post, chosen and rejected texts are drawn independently, so nothing but the dog separates them.
+    """
+    rng = random.Random(seed)
+    return [
+        {"prompt": f"Post: {rng.choice(POSTS)} (#{seed}-{i})\nTL;DR:", "chosen": rng.choice(GOOD), "rejected": rng.choice(BAD)}
+        for i in range(n)
+    ]
+
+
+TRAIN = synthetic_comparisons(0, 48)
+HELD_OUT = synthetic_comparisons(1000, 32)
+SETTINGS = RewardTrainingSettings(learning_rate=3e-3, epochs=4, batch_size=8, max_length=128, logging_steps=100)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The 2-core machine is shared; one thread per process is faster there (see DESIGN.md)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def trained_rm(tiny_lm_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rm") / "reward_model"
+    metrics = train_reward_model(tiny_lm_path, TRAIN, out, eval_comparisons=HELD_OUT, settings=SETTINGS)
+    return out, metrics
+
+
+def test_training_raises_held_out_accuracy_and_saves_a_loadable_model(trained_rm):
+    out, metrics = trained_rm
+    assert metrics["n_train"] == metrics["n_train_used"] == 48
+    assert metrics["eval_accuracy"] >= 0.9
+    assert metrics["eval_accuracy"] > metrics["eval_accuracy_before"]
+    saved = json.loads((out / "reward_model.json").read_text())
+    assert saved["metrics"]["eval_accuracy"] == metrics["eval_accuracy"]
+    assert not list(out.parent.glob(".reward_model.*"))  # no temporary directory left behind
+
+    rm = PreferenceRewardModel(out)
+    assert rm.name == "rm_reward_model"
+    assert preference_accuracy(rm, HELD_OUT) == pytest.approx(metrics["eval_accuracy"])
+    scores = rm([PromptCompletion("Post: a new post\nTL;DR:", GOOD[0]), PromptCompletion("Post: a new post\nTL;DR:", BAD[0])])
+    assert scores.shape == (2,) and scores[0] > scores[1]
+
+
+def test_lora_training_saves_the_score_head(tiny_lm_path, tmp_path):
+    out = tmp_path / "rm_lora"
+    lora = LoraSettings(r=8, alpha=16, dropout=0.0)
+    metrics = train_reward_model(tiny_lm_path, TRAIN, out, eval_comparisons=HELD_OUT, lora=lora, settings=SETTINGS)
+    assert (out / "adapter_config.json").exists()
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert any("score" in k for k in keys), keys  # modules_to_save=["score"]: the head is in the adapter
+    assert any("lora_A" in k for k in keys)
+    assert metrics["eval_accuracy"] > metrics["eval_accuracy_before"]
+    # Reloaded from disk (base model + adapter, merged) it scores exactly as the in-memory model did.
+    assert preference_accuracy(PreferenceRewardModel(out), HELD_OUT) == pytest.approx(metrics["eval_accuracy"])
+
+
+def test_scores_do_not_depend_on_padding_side_or_batch_size(tiny_lm_path):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm_path)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_lm_path, num_labels=1)
+    batch = [
+        PromptCompletion("Post: short\nTL;DR:", " ok"),
+        PromptCompletion("Post: my landlord will not return the deposit after I moved out\nTL;DR:", " the dog."),
+        PromptCompletion("", "def add(a, b):\n    return a + b\n"),
+        PromptCompletion("Feedback: the function fails when the list is empty. Refinement:", " assert add(1, 2) == 3"),
+    ]
+    reference = PreferenceRewardModel(model, tokenizer, batch_size=1, padding_side="right")(batch)
+    assert reference.std() > 0  # the random head gives different texts different scores
+    for side in ("left", "right"):
+        for batch_size in (1, 4):
+            scores = PreferenceRewardModel(model, tokenizer, batch_size=batch_size, padding_side=side)(batch)
+            torch.testing.assert_close(scores, reference, atol=1e-5, rtol=1e-4)
+
+
+def test_long_inputs_keep_their_end_and_are_counted(trained_rm, caplog):
+    out, _ = trained_rm
+    rm = PreferenceRewardModel(out, max_length=16)
+    long_prompt = "Post: " + "the summary is too long " * 20 + "\nTL;DR:"
+    with caplog.at_level(logging.WARNING):
+        scores = rm([PromptCompletion(long_prompt, GOOD[0]), PromptCompletion(long_prompt, BAD[0])])
+    assert "2 of 2 inputs longer than 16 tokens" in caplog.text
+    assert scores[0] > scores[1]  # the completion, at the end, is what is kept
+
+
+def test_bad_comparisons_raise_naming_position_and_field(tmp_path):
+    with pytest.raises(ValueError, match=r"comparisons\[1\]: missing comparison field 'rejected'"):
+        validate_comparisons([TRAIN[0], {"prompt": "p", "chosen": "a"}])
+    with pytest.raises(ValueError, match=r"comparisons\[0\]: field 'chosen' is empty"):
+        validate_comparisons([{"prompt": "p", "chosen": " ", "rejected": "b"}])
+    with pytest.raises(ValueError, match="no comparisons"):
+        validate_comparisons([])
+    path = tmp_path / "comparisons.jsonl"
+    path.write_text(json.dumps(TRAIN[0]) + "\n\n" + json.dumps({"prompt": "p", "rejected": "b"}) + "\n")
+    with pytest.raises(ValueError, match=rf"{path}:3: missing comparison field 'chosen'"):
+        load_comparisons_jsonl(path)
+    path.write_text(json.dumps(TRAIN[0]) + "\n" + json.dumps(TRAIN[1]) + "\n")
+    assert load_comparisons_jsonl(path) == TRAIN[:2]
+
+
+def test_bad_model_or_batch_raises_clearly(trained_rm, tiny_lm_path):
+    out, _ = trained_rm
+    with pytest.raises(ValueError, match="is not a reward model"):
+        PreferenceRewardModel(tiny_lm_path)  # a causal LM without a trained score head
+    rm = PreferenceRewardModel(out)
+    with pytest.raises(ValueError, match="empty batch"):
+        rm([])
+    with pytest.raises(TypeError, match=r"batch\[0\] is str, expected PromptCompletion"):
+        rm(["just a string"])

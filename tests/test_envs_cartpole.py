@@ -3,14 +3,9 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs.cartpole import PixelCartPoleEnv, render_cartpole
-
-
-def test_env_checker_passes() -> None:
-    check_env(gym.make(envs.CARTPOLE_ID, render_mode="rgb_array").unwrapped, skip_render_check=False)
 
 
 def test_fixed_episode_length_without_termination() -> None:

@@ -3,14 +3,9 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs.mountain_car import PixelMountainCarEnv
-
-
-def test_env_checker_passes() -> None:
-    check_env(gym.make(envs.MOUNTAIN_CAR_ID, render_mode="rgb_array").unwrapped, skip_render_check=False)
 
 
 def test_goal_is_absorbing_and_episode_length_fixed() -> None:

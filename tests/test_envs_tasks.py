@@ -2,8 +2,22 @@
 
 import gymnasium as gym
 import pytest
+from gymnasium.utils.env_checker import check_env
 
 import envs
+
+NAMESPACE_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith(f"{envs.NAMESPACE}/"))
+
+
+def test_the_three_envs_are_registered() -> None:
+    assert NAMESPACE_IDS == sorted([envs.CARTPOLE_ID, envs.MOUNTAIN_CAR_ID, envs.HUMANOID_ID])
+
+
+@pytest.mark.parametrize("env_id", NAMESPACE_IDS)
+def test_every_registered_env_passes_the_env_checker(env_id: str) -> None:
+    env = gym.make(env_id, render_mode="rgb_array", width=48, height=32)
+    check_env(env.unwrapped, skip_render_check=False)
+    env.close()
 
 
 def test_unknown_task_lists_known_names() -> None:

@@ -26,6 +26,7 @@ import numpy as np
 from gymnasium import utils
 from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv
 
+from envs.humanoid_kinematics import place_on_floor
 from envs.rendering import check_render_size
 
 NQ, NV = 24, 23  # Humanoid-v5: free root joint (7 qpos / 6 qvel) + 17 hinges
@@ -173,8 +174,6 @@ class PixelHumanoidEnv(HumanoidEnv):
     def sample_sim_state(self, rng: np.random.Generator) -> np.ndarray:
         """A random posture: uniform joint angles within their limits, uniform root orientation,
         standing on the floor or up to 0.3 m above it, at rest."""
-        from envs.humanoid_kinematics import place_on_floor  # local: kinematics builds its own model
-
         qpos = self.init_qpos.copy()
         qpos[3:7] = _uniform_quaternion(rng)
         low, high = self.model.jnt_range[1:].T

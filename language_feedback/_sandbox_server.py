@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import builtins
 import ctypes
+import errno
 import json
 import linecache
 import operator
@@ -54,6 +55,9 @@ MAX_REPORT_CHARS = 8_000  # the report goes through a pipe; keep it well under t
 SOURCE_PARTS = ("setup", "program", "tests")
 SOURCE_FILES = {f"<{part}>": part for part in SOURCE_PARTS}
 CHECK_NAME = "__sandbox_compare__"
+OUTPUT_LIMIT = "output limit of {max_output_bytes} bytes exceeded"
+PARSE_FAILURES = {"setup": "the test setup code does not parse", "program": "the program does not parse",
+                  "tests": "the tests do not parse"}
 
 # Modules test programs commonly import (MBPP, HumanEval), imported once here so children start warm.
 PREIMPORT = (
@@ -63,6 +67,7 @@ PREIMPORT = (
 )
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_state: dict = {}  # the server's own PID namespace (an fd), set at start
 
 
 class _CapHeader(ctypes.Structure):
@@ -71,6 +76,12 @@ class _CapHeader(ctypes.Structure):
 
 class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _setns(fd: int, nstype: int) -> None:
+    if _libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
 
 
 def _unshare(flags: int) -> None:
@@ -221,7 +232,19 @@ def _compile_part(part: str, source: str, asserts: list[tuple[str, int, int, boo
     return compile(tree, filename, "exec")
 
 
-def _execute(job: dict) -> dict:
+def _limit_hit(exc: BaseException, limits: dict) -> tuple[str, str] | None:
+    """(which limit, message) when an exception means a sandbox limit was hit."""
+    if isinstance(exc, MemoryError):
+        return "memory", f"memory limit of {limits['memory_mb']} MB exceeded (MemoryError)"
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return "output", ""  # the server adds the message: it knows the limit's wording
+    too_many = isinstance(exc, BlockingIOError) and exc.errno == errno.EAGAIN and _state.get("spawned")
+    if too_many or (isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)):
+        return "processes", f"process/thread limit of {limits['max_processes']} reached"
+    return None
+
+
+def _execute(job: dict, limits: dict) -> dict:
     """Run setup, program and tests in one namespace, like one script; return the report."""
     sources = {part: job.get(part) or "" for part in SOURCE_PARTS}
     asserts: list[tuple[str, int, int, bool]] = []
@@ -238,11 +261,11 @@ def _execute(job: dict) -> dict:
                 "line": exc.lineno,
                 "line_source": text,
                 "exception": exception,
-                "message": f"the {part} does not parse: {exception} (line {exc.lineno}{': ' + text if text else ''})",
+                "message": f"{PARSE_FAILURES[part]}: {exception} (line {exc.lineno}{': ' + text if text else ''})",
             }
         except (ValueError, MemoryError, RecursionError) as exc:  # e.g. null bytes, or too deeply nested
             return {"status": "failed", "part": part, "exception": f"{type(exc).__name__}: {exc}",
-                    "message": f"the {part} does not parse: {type(exc).__name__}: {exc}"}
+                    "message": f"{PARSE_FAILURES[part]}: {type(exc).__name__}: {exc}"}
     namespace = {"__name__": "__sandbox__", "__builtins__": builtins, CHECK_NAME: _compare}
     for code in codes:
         try:
@@ -250,22 +273,30 @@ def _execute(job: dict) -> dict:
         except SystemExit as exc:
             return {"status": "crashed", "exception": f"SystemExit: {exc.code!r}",
                     "message": f"the program called sys.exit({exc.code!r}) before the tests finished"}
-        except MemoryError as exc:
-            report = _failure_report(exc, sources, asserts)
-            report.update(status="resource_limit", message="memory limit exceeded (MemoryError)\n" + report["message"])
-            return report
         except BaseException as exc:  # noqa: BLE001 - every failure of the program is a result
-            return _failure_report(exc, sources, asserts)
+            report = _failure_report(exc, sources, asserts)
+            limit = _limit_hit(exc, limits)
+            if limit is not None:
+                report.update(status="resource_limit", limit=limit[0], message=f"{limit[1]}\n{report['message']}")
+            return report
     return {"status": "passed", "message": ""}
 
 
 _NETWORK_EVENTS = frozenset(
     {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo", "socket.gethostbyname"}
 )
+_SPAWN_EVENTS = frozenset({"os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "subprocess.Popen", "os.system"})
 
 
-def _audit_no_network(event: str, args) -> None:
-    """Fallback when no network namespace could be made: refuse socket use from Python code."""
+def _audit(event: str, args) -> None:
+    """Notes that the program tried to start a process, so EAGAIN can be reported as the process limit."""
+    if event in _SPAWN_EVENTS:
+        _state["spawned"] = True
+
+
+def _audit_network(event: str, args) -> None:
+    """Fallback when no network namespace could be made: also refuse sockets from Python code."""
+    _audit(event, args)
     if event in _NETWORK_EVENTS:
         raise PermissionError(f"network access is disabled in the sandbox ({event})")
 
@@ -274,6 +305,7 @@ def _run_program(job: dict, limits: dict, isolation: dict, workdir: str, uid: in
     """The program process. Never returns."""
     code = 1
     try:
+        os.setsid()  # without a PID namespace, the session is what gets killed as a whole
         # Python ignores SIGXFSZ; the default action (terminate) is how output over the limit is seen.
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
@@ -305,16 +337,18 @@ def _run_program(job: dict, limits: dict, isolation: dict, workdir: str, uid: in
         tempfile.tempdir = workdir
         sys.argv = ["<program>"]
         sys.dont_write_bytecode = True
-        if not isolation["network_namespace"]:
-            sys.addaudithook(_audit_no_network)
+        sys.addaudithook(_audit_network if not isolation["network_namespace"] else _audit)
         me = os.getpid()
-        report = _execute(job)
+        report = _execute(job, limits)
         if os.getpid() != me:  # a copy forked by the program must not report
             os._exit(1)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except (OSError, ValueError):
+            except OSError as exc:
+                if exc.errno == errno.EFBIG:
+                    report = {"status": "resource_limit", "limit": "output", "message": ""}
+            except ValueError:
                 pass
         data = json.dumps(report)
         if len(data) > MAX_REPORT_CHARS:
@@ -329,79 +363,6 @@ def _run_program(job: dict, limits: dict, isolation: dict, workdir: str, uid: in
         code = 1
     finally:
         os._exit(code)
-
-
-def _reap(job: dict, limits: dict, isolation: dict, workdir: str, uid: int | None, fds: dict, wait_fd: int) -> None:
-    """pid 1 of the program's PID namespace: start the program, wait for it, pass on how it ended.
-
-    Being init, this process cannot be signalled from inside the namespace (so the program cannot
-    kill its parent); when it exits, the kernel kills everything the program left behind.
-    """
-    code = 1
-    try:
-        os.setsid()  # without a PID namespace, the session is what gets killed as a whole
-        pid = os.fork()
-        if pid == 0:
-            os.close(wait_fd)
-            _run_program(job, limits, isolation, workdir, uid, fds)
-        for fd in fds.values():
-            os.close(fd)
-        _, wait_status = os.waitpid(pid, 0)
-        os.write(wait_fd, str(wait_status).encode())
-        code = 0
-    finally:
-        os._exit(code)
-
-
-def _supervise(job: dict, limits: dict, isolation: dict, workdir: str, fds: dict, status_fd: int) -> None:
-    """The supervisor process (outside the namespaces): enforce the wall-clock timeout. Never returns."""
-    status: dict = {}
-    try:
-        uid = UID_BASE + os.getpid() if isolation["separate_uid"] else None
-        if uid is not None:
-            os.chown(workdir, uid, uid)
-        if isolation["pid_namespace"]:
-            _unshare(CLONE_NEWPID)
-        wait_r, wait_w = os.pipe()
-        start = time.monotonic()
-        reaper = os.fork()
-        if reaper == 0:
-            os.close(status_fd)
-            os.close(wait_r)
-            _reap(job, limits, isolation, workdir, uid, fds, wait_w)
-        os.close(wait_w)
-        for fd in fds.values():
-            os.close(fd)
-        pidfd = os.pidfd_open(reaper)
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        timed_out = not poller.poll(int(limits["timeout_s"] * 1000))
-        if timed_out:
-            os.kill(reaper, signal.SIGKILL)  # as init of the PID namespace, its death kills the rest
-        os.waitpid(reaper, 0)
-        status["duration_s"] = time.monotonic() - start
-        if not isolation["pid_namespace"]:
-            try:  # whatever the program left behind in its session
-                os.killpg(reaper, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        status["timed_out"] = timed_out
-        raw = _read_available(wait_r, 64)
-        if raw:
-            wait_status = int(raw)
-            if os.WIFSIGNALED(wait_status):
-                status["signal"] = os.WTERMSIG(wait_status)
-            else:
-                status["exit_code"] = os.WEXITSTATUS(wait_status)
-        elif not timed_out:
-            status["error"] = "the program's reaper process died before the program"
-    except BaseException as exc:  # noqa: BLE001
-        status["error"] = repr(exc)
-    finally:
-        try:
-            os.write(status_fd, json.dumps(status).encode())
-        finally:
-            os._exit(0)
 
 
 def _read_available(fd: int, limit: int) -> bytes:
@@ -423,71 +384,117 @@ def _read_memfd(fd: int, limit: int) -> str:
     return os.pread(fd, limit, 0).decode("utf-8", "replace")
 
 
-SIGNAL_MEANINGS = {
-    signal.SIGXCPU: ("resource_limit", "CPU-time limit of {cpu_time_s} s exceeded"),
-    signal.SIGXFSZ: ("resource_limit", "output limit of {max_output_bytes} bytes exceeded"),
-}
+def _start_program(job: dict, limits: dict, isolation: dict, workdir: str, uid: int | None, fds: dict) -> int:
+    """Fork the program process, as pid 1 of a fresh PID namespace when possible; return its pid."""
+    if isolation["pid_namespace"]:
+        _unshare(CLONE_NEWPID)  # only the next child enters it...
+    try:
+        pid = os.fork()
+    finally:
+        if isolation["pid_namespace"] and pid != 0:
+            # ...and the server's own children go back to the server's namespace, so the next
+            # program can get a fresh one.
+            _setns(_state["own_pid_namespace"], CLONE_NEWPID)
+    if pid == 0:
+        _run_program(job, limits, isolation, workdir, uid, fds)
+    return pid
+
+
+def _wait(pid: int, timeout_s: float) -> tuple[bool, int, float]:
+    """Wait for the program with a wall-clock timeout; (timed out, wait status, CPU seconds used)."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        timed_out = not poller.poll(max(1, int(timeout_s * 1000)))
+        if timed_out:
+            os.kill(pid, signal.SIGKILL)  # as init of its PID namespace, its death kills the rest
+    finally:
+        os.close(pidfd)
+    _, wait_status, usage = os.wait4(pid, 0)
+    return timed_out, wait_status, usage.ru_utime + usage.ru_stime
 
 
 def _run_job(job: dict, isolation: dict, protocol_fds: tuple[int, int]) -> dict:
     limits = job["limits"]
     workdir = tempfile.mkdtemp(prefix="lf-sandbox-")
+    # One server runs one program at a time, so its pid makes the program's uid unique.
+    uid = UID_BASE + os.getpid() if isolation["separate_uid"] else None
     fds = {"stdout": os.memfd_create("stdout"), "stderr": os.memfd_create("stderr")}
     report_r, fds["report"] = os.pipe()
-    status_r, status_w = os.pipe()
     try:
-        supervisor = os.fork()
-        if supervisor == 0:
-            for fd in (*protocol_fds, report_r, status_r):
-                os.close(fd)
-            _supervise(job, limits, isolation, workdir, fds, status_w)
-        os.close(status_w)
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        start = time.monotonic()
+        pid = _start_program(job, limits, isolation, workdir, uid, fds)
         os.close(fds.pop("report"))
-        os.waitpid(supervisor, 0)
-        status = json.loads(_read_available(status_r, 1 << 16) or b"{}")
+        timed_out, wait_status, cpu_s = _wait(pid, limits["timeout_s"])
+        duration_s = time.monotonic() - start
+        if not isolation["pid_namespace"]:
+            try:  # whatever the program left behind in its session
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         raw_report = _read_available(report_r, 1 << 20)
         stdout = _read_memfd(fds["stdout"], limits["max_output_bytes"])
         stderr = _read_memfd(fds["stderr"], limits["max_output_bytes"])
     finally:
-        for fd in (*fds.values(), report_r, status_r):
+        for fd in (*fds.values(), report_r):
             try:
                 os.close(fd)
             except OSError:
                 pass
         shutil.rmtree(workdir, ignore_errors=True)
-    result = {"stdout": stdout, "stderr": stderr, "duration_s": status.get("duration_s", 0.0)}
-    if "error" in status:
-        result.update(status="crashed", message=f"the sandbox could not run the program: {status['error']}")
-    elif status.get("timed_out"):
+    result = {"stdout": stdout, "stderr": stderr, "duration_s": duration_s}
+    signalled = os.WIFSIGNALED(wait_status)
+    sig = os.WTERMSIG(wait_status) if signalled else None
+    cpu_limit = f"CPU-time limit of {limits['cpu_time_s']} s exceeded"
+    if timed_out:
         result.update(status="timeout", message=f"wall-clock timeout of {limits['timeout_s']:g} s exceeded")
-    elif "signal" in status:
-        sig = status["signal"]
+    elif sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_s >= limits["cpu_time_s"]):
+        # As pid 1 the program ignores SIGXCPU; the kernel's SIGKILL at the hard limit ends it instead.
+        result.update(status="resource_limit", message=cpu_limit, exception=signal.Signals(sig).name)
+    elif sig == signal.SIGXFSZ:
+        result.update(status="resource_limit", message=OUTPUT_LIMIT.format(**limits), exception="SIGXFSZ")
+    elif signalled:
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        kind, text = SIGNAL_MEANINGS.get(sig, ("crashed", f"killed by signal {name}"))
-        result.update(status=kind, message=text.format(**limits), exception=name)
+        result.update(status="crashed", message=f"killed by signal {name}", exception=name)
     else:
         try:
             report = json.loads(raw_report) if raw_report else None
         except ValueError:
             report = None
-        if report is None or report.get("status") not in ("passed", "failed", "crashed", "resource_limit"):
-            code = status.get("exit_code")
+        if not isinstance(report, dict) or report.get("status") not in ("passed", "failed", "crashed", "resource_limit"):
+            code = os.WEXITSTATUS(wait_status)
             result.update(status="crashed", message=f"the program exited with code {code} before the tests finished")
         else:
+            if report.get("status") == "resource_limit" and report.get("limit") == "output":
+                report["message"] = OUTPUT_LIMIT.format(**limits) + report.get("message", "")
             result.update(report)
     return result
 
 
 def _probe_pid_namespace() -> bool:
+    """Whether this process can give each child a fresh PID namespace (tried in a throwaway child)."""
     pid = os.fork()
     if pid == 0:
+        code = 1
         try:
-            _unshare(CLONE_NEWPID)
-            os._exit(0)
-        except BaseException:  # noqa: BLE001
-            os._exit(1)
+            for _ in range(2):
+                _unshare(CLONE_NEWPID)
+                child = os.fork()
+                if child == 0:
+                    os._exit(0 if os.getpid() == 1 else 1)
+                _setns(_state["own_pid_namespace"], CLONE_NEWPID)
+                _, wait_status = os.waitpid(child, 0)
+                if wait_status != 0:
+                    break
+            else:
+                code = 0
+        finally:
+            os._exit(code)
     _, wait_status = os.waitpid(pid, 0)
-    return os.WIFEXITED(wait_status) and os.WEXITSTATUS(wait_status) == 0
+    return wait_status == 0
 
 
 def _setup_isolation() -> dict:
@@ -499,6 +506,7 @@ def _setup_isolation() -> dict:
             isolation["network_namespace"] = True
         except OSError:
             pass
+        _state["own_pid_namespace"] = os.open("/proc/self/ns/pid", os.O_RDONLY)
         isolation["pid_namespace"] = _probe_pid_namespace()
     return isolation
 

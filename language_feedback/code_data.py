@@ -49,7 +49,9 @@ class CodeFeedbackRecord:
     """One human annotation of an incorrect model program (``mbpp_code_feedback.jsonl``).
 
     ``original_program`` and ``refinement`` are whole programs (the prompt followed by the model's
-    body, resp. the annotator's refined body); ``refinement_completion`` is the refined body alone.
+    body, resp. the annotator's refined body). ``refinement_completion`` is the refined body such that
+    ``prompt.rstrip() + refinement_completion == refinement`` (for the few annotations that edit the
+    prompt itself, e.g. add an import, it is the annotated ``completion`` and that equality fails).
     ``test`` is the annotation's ``check(candidate)`` source; :func:`tests_for` makes it runnable.
     """
 
@@ -293,6 +295,14 @@ def load_code_feedback(path: str | Path) -> list[CodeFeedbackRecord]:
             raise CodeDataError(f"{where}: field 'prompt' has no function signature (def ...)")
         completion = _string(row, "completion", where, non_empty=True)
         original = _string(row, "original_model_completion", where, non_empty=True)
+        # The annotator's whole program. In 7 of the 195 MBPP rows `prompt + completion` is not it (the
+        # annotator added an import above the signature, or `completion` starts inside the prompt), and
+        # does not run; `unedited_annotator_completion` always ends with `completion` and passes.
+        whole = _string(row, "unedited_annotator_completion", where, default="")
+        if not whole.strip() or not whole.endswith(completion):
+            whole = prompt + completion
+        signature_end = prompt.rstrip()
+        body = whole[len(signature_end):] if whole.startswith(signature_end) else completion
         test = _string(row, "test", where, non_empty=True)
         _parse(test, "field 'test'", where)
         if "def check(" not in test:
@@ -303,10 +313,10 @@ def load_code_feedback(path: str | Path) -> list[CodeFeedbackRecord]:
                 prompt=prompt,
                 original_program=original,
                 feedback=_string(row, "Feedback", where, non_empty=True),
-                refinement=prompt + completion,
+                refinement=whole,
                 test=test,
                 entry_point=defs[-1],
-                refinement_completion=completion,
+                refinement_completion=body,
                 line=lineno,
             )
         )

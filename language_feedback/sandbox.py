@@ -231,6 +231,11 @@ def sandbox_isolation() -> dict[str, bool]:
         _POOL.give_back(server)
 
 
+def shutdown() -> None:
+    """Stop the idle fork servers now (they also stop when the caller exits, and restart on demand)."""
+    _POOL.close_all()
+
+
 def _as_job(index: int, job: SandboxJob | tuple[str, str] | tuple[str, str, str]) -> SandboxJob:
     if not isinstance(job, SandboxJob):
         if not isinstance(job, (tuple, list)) or len(job) not in (2, 3):

@@ -107,10 +107,13 @@ def load_open_clip(
     return OpenClip(model, open_clip.get_tokenizer(name), model_cfg)
 
 
-def save_open_clip(clip: OpenClip, path: str | os.PathLike, extra: dict | None = None) -> Path:
+def save_open_clip(
+    clip: OpenClip, path: str | os.PathLike, extra: dict | None = None, json_files: dict[str, Any] | None = None
+) -> Path:
     """Write ``clip`` as a checkpoint directory (atomically) that :func:`load_open_clip` rebuilds.
 
-    ``extra`` (e.g. training metrics) is stored under ``"vlm_rewards"`` in the config file.
+    ``extra`` (e.g. training settings) is stored under ``"vlm_rewards"`` in the config file;
+    ``json_files`` maps file names to JSON-able objects written into the same directory.
     """
     if clip.model_cfg is None:
         raise ValueError("cannot save this open_clip model: its model config is unknown (build it with load_open_clip)")
@@ -127,6 +130,8 @@ def save_open_clip(clip: OpenClip, path: str | os.PathLike, extra: dict | None =
         tmp.mkdir()
         save_file(state, str(tmp / WEIGHTS_FILE))
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        for name, obj in (json_files or {}).items():
+            (tmp / name).write_text(json.dumps(obj, indent=2, default=str) + "\n")
     return Path(path)
 
 

@@ -162,13 +162,14 @@ def frames_to_tensor(frames: Any) -> torch.Tensor:
     if isinstance(frames, Sequence) and not isinstance(frames, (str, bytes)):
         if len(frames) == 0:
             raise ValueError("frames: empty batch")
-        items = [torch.as_tensor(np.asarray(f)) if not isinstance(f, torch.Tensor) else f for f in frames]
+        items = [f if isinstance(f, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(f)) for f in frames]
         shapes = {tuple(f.shape) for f in items}
         if len(shapes) > 1:
             raise ValueError(f"frames: a list of frames must share one shape, got {sorted(shapes)}")
         frames = torch.stack(items)
     elif isinstance(frames, np.ndarray):
-        frames = torch.from_numpy(frames)
+        # ascontiguousarray copies only when needed, e.g. MuJoCo's flipped (negative-stride) renders
+        frames = torch.from_numpy(np.ascontiguousarray(frames))
     elif not isinstance(frames, torch.Tensor):
         raise TypeError(f"frames: expected a uint8 numpy array, tensor or list of frames, got {type(frames).__name__}")
     if frames.dtype != torch.uint8:

@@ -28,17 +28,17 @@ from language_feedback.selectors import InstructRMSelector, SelectionItem
 from rlhf.models import load_causal_lm
 
 POSTS = [
-    ("Dog barks at the mail carrier", "My dog is calm all day except when the mail carrier comes. Then he barks for ten "
-     "minutes and scratches the door. Treats and closing the curtains did not help.", "My dog barks a lot.",
+    ("Dog barks at the mail carrier", ("My dog is calm all day except when the mail carrier comes. Then he barks for ten "
+     "minutes and scratches the door. Treats and closing the curtains did not help."), "My dog barks a lot.",
      "Say that it only happens with the mail carrier and what I already tried."),
-    ("Landlord keeps my deposit", "I moved out in June and left the flat clean. The landlord says he will keep the whole "
-     "deposit for painting, but the walls were already marked when I moved in and I have photos.",
+    ("Landlord keeps my deposit", ("I moved out in June and left the flat clean. The landlord says he will keep the whole "
+     "deposit for painting, but the walls were already marked when I moved in and I have photos."),
      "Landlord keeps my deposit.", "Mention the photos; they are the key point."),
-    ("Two job offers", "I have an offer from a startup paying more and from a large company with better training. I am "
-     "a junior developer and want to learn as much as possible in the next two years.", "I got two offers.",
+    ("Two job offers", ("I have an offer from a startup paying more and from a large company with better training. I am "
+     "a junior developer and want to learn as much as possible in the next two years."), "I got two offers.",
      "It should say that learning is my priority."),
-    ("Bread does not rise", "My bread never rises. I use fresh yeast, warm water and let it rest for an hour in the "
-     "kitchen, which is quite cold in winter.", "My bread fails.", "Add that the kitchen is cold in winter."),
+    ("Bread does not rise", ("My bread never rises. I use fresh yeast, warm water and let it rest for an hour in the "
+     "kitchen, which is quite cold in winter."), "My bread fails.", "Add that the kitchen is cold in winter."),
 ]
 
 

@@ -43,8 +43,14 @@ import tempfile
 import time
 import traceback
 
+CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+# World-writable places a program could leave files in; in its mount namespace each is its work dir.
+SHARED_WRITABLE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/run/shm")
 PR_SET_KEEPCAPS = 8
 CAP_DAC_READ_SEARCH = 2
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -55,7 +61,7 @@ MAX_REPORT_CHARS = 8_000  # the report goes through a pipe; keep it well under t
 SOURCE_PARTS = ("setup", "program", "tests")
 SOURCE_FILES = {f"<{part}>": part for part in SOURCE_PARTS}
 CHECK_NAME = "__sandbox_compare__"
-OUTPUT_LIMIT = "output limit of {max_output_bytes} bytes exceeded"
+OUTPUT_LIMIT = "output limit of {max_output_bytes} bytes exceeded (stdout, stderr or a file)"
 PARSE_FAILURES = {"setup": "the test setup code does not parse", "program": "the program does not parse",
                   "tests": "the tests do not parse"}
 
@@ -82,6 +88,26 @@ def _setns(fd: int, nstype: int) -> None:
     if _libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, flags: int) -> None:
+    src = None if source is None else source.encode()
+    if _libc.mount(src, target.encode(), None, ctypes.c_ulong(flags), None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def _private_writable_dirs(workdir: str) -> None:
+    """In a new mount namespace, put the work dir over every shared world-writable directory."""
+    _unshare(CLONE_NEWNS)
+    _mount(None, "/", MS_REC | MS_PRIVATE)  # nothing done here propagates to the host
+    # Through an fd: once /tmp is covered, the work dir's own path (under /tmp) no longer resolves.
+    fd = os.open(workdir, os.O_PATH | os.O_DIRECTORY)
+    try:
+        for path in _state["writable_dirs"]:
+            _mount(f"/proc/self/fd/{fd}", path, MS_BIND)
+    finally:
+        os.close(fd)
 
 
 def _unshare(flags: int) -> None:
@@ -318,6 +344,10 @@ def _run_program(job: dict, limits: dict, isolation: dict, workdir: str, uid: in
         os.closerange(4, 1 << 16)
         os.chdir(workdir)
         os.umask(0o077)
+        if isolation["mount_namespace"]:
+            _private_writable_dirs(workdir)
+            if "/tmp" in _state["writable_dirs"]:
+                os.chdir("/tmp")  # the same directory, under a path that resolves inside the namespace
         memory = limits["memory_mb"] * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_time_s"], limits["cpu_time_s"] + 1))
@@ -333,8 +363,9 @@ def _run_program(job: dict, limits: dict, isolation: dict, workdir: str, uid: in
             os.setuid(uid)
             _keep_only_capability(CAP_DAC_READ_SEARCH)
         os.environ.clear()
-        os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=workdir, TMPDIR=workdir, LANG="C.UTF-8")
-        tempfile.tempdir = workdir
+        home = os.getcwd()
+        os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=home, TMPDIR=home, LANG="C.UTF-8")
+        tempfile.tempdir = home
         sys.argv = ["<program>"]
         sys.dont_write_bytecode = True
         sys.addaudithook(_audit_network if not isolation["network_namespace"] else _audit)
@@ -497,9 +528,30 @@ def _probe_pid_namespace() -> bool:
     return wait_status == 0
 
 
+def _probe_mount_namespace() -> bool:
+    """Whether a child can get private copies of the shared writable directories (tried in a child)."""
+    probe_dir = tempfile.mkdtemp(prefix="lf-sandbox-probe-")
+    try:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                expected = os.stat(probe_dir)
+                _private_writable_dirs(probe_dir)  # after this, probe_dir's own path may be hidden
+                code = 0 if all(os.path.samestat(os.stat(d), expected) for d in _state["writable_dirs"]) else 1
+            finally:
+                os._exit(code)
+        _, wait_status = os.waitpid(pid, 0)
+        return wait_status == 0
+    finally:
+        shutil.rmtree(probe_dir, ignore_errors=True)
+
+
 def _setup_isolation() -> dict:
     is_root = os.geteuid() == 0
-    isolation = {"root": is_root, "network_namespace": False, "pid_namespace": False, "separate_uid": is_root}
+    isolation = {"root": is_root, "network_namespace": False, "pid_namespace": False, "mount_namespace": False,
+                 "separate_uid": is_root}
+    _state["writable_dirs"] = [d for d in SHARED_WRITABLE_DIRS if os.path.isdir(d) and not os.path.islink(d)]
     if is_root:
         try:
             _unshare(CLONE_NEWNET)  # a namespace with only a loopback device that is down
@@ -508,6 +560,7 @@ def _setup_isolation() -> dict:
             pass
         _state["own_pid_namespace"] = os.open("/proc/self/ns/pid", os.O_RDONLY)
         isolation["pid_namespace"] = _probe_pid_namespace()
+        isolation["mount_namespace"] = _probe_mount_namespace()
     return isolation
 
 

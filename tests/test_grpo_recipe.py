@@ -1,0 +1,76 @@
+"""A learned reward model as TRL's GRPO reward: the adapter, and the GRPO recipe running a few steps on CPU."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from rlhf.preference import PreferenceRewardModel, RewardTrainingSettings, train_reward_model
+from rlhf.reward import as_trl_reward_func
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "recipes"))
+import grpo
+
+DEMO_DATA = REPO / "recipes" / "data" / "slf5k_demo"
+CONFIG = str(REPO / "recipes" / "configs" / "grpo_cpu.yaml")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The 2-core machine is shared; one thread per process is faster there (see DESIGN.md)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def reward_model_dir(tiny_lm_path, tmp_path_factory):
+    comparisons = [
+        {"prompt": f"Post {i}\nTL;DR:", "chosen": " the dog is fine.", "rejected": " it is too long."} for i in range(8)
+    ]
+    out = tmp_path_factory.mktemp("grpo_rm") / "rm"
+    train_reward_model(tiny_lm_path, comparisons, out,
+                       settings=RewardTrainingSettings(learning_rate=1e-3, epochs=1, batch_size=4, max_length=64))
+    return out
+
+
+def test_adapter_returns_the_reward_models_scores_under_its_name(reward_model_dir):
+    rm = PreferenceRewardModel(reward_model_dir)
+    reward_func = as_trl_reward_func(rm)
+    assert reward_func.__name__ == rm.name == "rm_rm"
+    prompts = ["Post 1\nTL;DR:", "Post 2\nTL;DR:", "Post 3\nTL;DR:"]
+    completions = [" the dog is fine.", " it is too long.", " Yes"]
+    rewards = reward_func(prompts=prompts, completions=completions, completion_ids=[[1], [2], [3]])
+    assert rewards == pytest.approx(rm.score_texts(prompts, completions).tolist(), abs=1e-6)
+    # Conversational completions (lists of chat messages) are scored on their text.
+    chat = reward_func(prompts=prompts[:1], completions=[[{"role": "assistant", "content": completions[0]}]])
+    assert chat == pytest.approx(rewards[:1], abs=1e-6)
+
+
+def test_grpo_recipe_runs_and_logs_the_reward_under_the_models_name(tiny_lm_path, reward_model_dir, tmp_path):
+    out = tmp_path / "grpo"
+    result = grpo.main([
+        "--config", CONFIG, "--model", tiny_lm_path, "--reward_model", str(reward_model_dir),
+        "--data", str(DEMO_DATA), "--limit", "4", "--output_dir", str(out),
+        "--grpo.max_steps", "2", "--grpo.batch_size", "2", "--grpo.num_generations", "2",
+        "--grpo.max_completion_length", "8", "--grpo.report_to", "[]",
+    ])
+    assert result["reward_key"] == "rewards/rm_rm/mean"
+    steps = [step for step, _ in result["rewards"]]
+    assert steps == [1, 2]
+    assert all(math.isfinite(r) for _, r in result["rewards"])
+    assert (out / "log_history.json").exists()
+    policy = AutoModelForCausalLM.from_pretrained(out / "final")
+    assert policy.config.n_layer == 2
+
+
+def test_grpo_recipe_without_a_reward_model_says_what_to_pass():
+    with pytest.raises(SystemExit, match="--reward_model"):
+        grpo.main(["--config", CONFIG, "--reward_model", ""])

@@ -1,26 +1,28 @@
 """Fork server ("zygote") behind :mod:`language_feedback.sandbox`. Runs untrusted Python programs.
 
 Started by the sandbox as ``python -E -s <this file>`` with a scrubbed environment, it imports the
-modules that test programs commonly use once, then forks a fresh child per program, so a program
-costs two forks instead of an interpreter start. It reads one JSON job per line on stdin and writes
+modules that test programs commonly use once, then forks one fresh child per program, so a program
+costs one fork instead of an interpreter start. It reads one JSON job per line on stdin and writes
 one JSON result per line on stdout; the first line it writes describes the isolation it achieved.
-
 Stdlib only, and never imported by the caller: nothing from the caller's process leaks into programs.
 
-Per job, as root (the normal case on these machines):
+As root (the normal case on these machines), the server lives in a network namespace without
+interfaces (made once at start), and each program process is:
 
-    server (network namespace with no interfaces, created once at start)
-      └─ supervisor: chowns the work dir, ``unshare(CLONE_NEWPID)``, enforces the wall-clock timeout
-           └─ program: pid 1 of a fresh PID namespace, new session, rlimits (address space, CPU time,
-              file size = output size, processes), a unique unprivileged uid that keeps only
-              CAP_DAC_READ_SEARCH (so the interpreter under /root can still import modules, but
-              nothing outside the work dir can be written and no outside process can be signalled),
-              scrubbed environment, fresh temporary working directory.
+- pid 1 of a fresh PID namespace (``unshare(CLONE_NEWPID)`` before the fork, ``setns`` back after):
+  it sees no other process, nobody inside can signal it, and when it dies the kernel kills
+  everything it started -- with RLIMIT_NPROC, this is what contains fork bombs;
+- in a fresh mount namespace where /tmp, /var/tmp, /dev/shm and /run/lock are its own temporary
+  working directory (removed afterwards), so it cannot leave files anywhere else;
+- a unique unprivileged uid (RLIMIT_NPROC holds, root's files are read-only, other processes cannot
+  be signalled) that keeps only CAP_DAC_READ_SEARCH, because the interpreter lives under /root
+  (mode 0700) and must still import modules;
+- limited by rlimits (address space, CPU time, file size = output size, processes/threads) and a
+  wall-clock timeout the server enforces; with an empty environment but PATH/HOME/TMPDIR/LANG.
 
-When the program (pid 1) dies, the kernel kills everything else in its PID namespace, which is what
-contains fork bombs together with RLIMIT_NPROC (effective because the uid is not root). Without root
-the same code falls back to a new session killed as a whole, RLIMIT_NPROC, and an audit hook that
-refuses sockets; :func:`language_feedback.sandbox.sandbox_isolation` reports which layers are active.
+Without root the same code falls back to a new session killed as a whole, RLIMIT_NPROC, and an
+audit hook that refuses sockets; :func:`language_feedback.sandbox.sandbox_isolation` reports which
+layers are active.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ SHARED_WRITABLE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/run/shm")
 PR_SET_KEEPCAPS = 8
 CAP_DAC_READ_SEARCH = 2
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
-# Each program runs as UID_BASE + (supervisor pid): unique among live programs, so RLIMIT_NPROC
-# (counted per uid) is per program, and far above any real account.
+# Each program runs as UID_BASE + (server pid): a server runs one program at a time, so the uid is
+# unique among live programs, RLIMIT_NPROC (counted per uid) is per program; far above real accounts.
 UID_BASE = 2_000_000_000
 MAX_REPORT_CHARS = 8_000  # the report goes through a pipe; keep it well under the pipe buffer
 SOURCE_PARTS = ("setup", "program", "tests")
@@ -73,7 +75,7 @@ PREIMPORT = (
 )
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_state: dict = {}  # the server's own PID namespace (an fd), set at start
+_state: dict = {}  # set at start: the server's own PID namespace (an fd), the writable dirs to hide
 
 
 class _CapHeader(ctypes.Structure):
@@ -327,73 +329,89 @@ def _audit_network(event: str, args) -> None:
         raise PermissionError(f"network access is disabled in the sandbox ({event})")
 
 
+def _confine(limits: dict, isolation: dict, workdir: str, uid: int | None, fds: dict) -> None:
+    """Turn the freshly forked process into the program's sandbox (as root, before dropping it)."""
+    os.setsid()  # without a PID namespace, the session is what gets killed as a whole
+    # Python ignores SIGXFSZ; with the default action a write over the limit ends the process.
+    for sig in (signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(fds["stdout"], 1)
+    os.dup2(fds["stderr"], 2)
+    os.dup2(fds["report"], 3)
+    os.closerange(4, 1 << 16)
+    os.chdir(workdir)
+    os.umask(0o077)
+    if isolation["mount_namespace"]:
+        _private_writable_dirs(workdir)
+        if "/tmp" in _state["writable_dirs"]:
+            os.chdir("/tmp")  # the same directory, under a path that resolves inside the namespace
+    memory = limits["memory_mb"] * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_time_s"], limits["cpu_time_s"] + 1))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["max_output_bytes"], limits["max_output_bytes"]))
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits["max_processes"], limits["max_processes"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if uid is not None:
+        # Keep CAP_DAC_READ_SEARCH through setuid: the interpreter lives under /root (mode 0700)
+        # and must still import modules; writing, signalling and everything else is unprivileged.
+        _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        _keep_only_capability(CAP_DAC_READ_SEARCH)
+    os.environ.clear()
+    home = os.getcwd()
+    os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=home, TMPDIR=home, LANG="C.UTF-8")
+    tempfile.tempdir = home
+    sys.argv = ["<program>"]
+    sys.dont_write_bytecode = True
+    sys.addaudithook(_audit_network if not isolation["network_namespace"] else _audit)
+
+
+# Bound before any untrusted code runs, so a program rebinding os.write & co. does not break the report.
+_dumps, _write, _exit, _getpid = json.dumps, os.write, os._exit, os.getpid
+
+
+def _send_report(fd: int, report: dict) -> None:
+    data = _dumps(report)
+    if len(data) > MAX_REPORT_CHARS:
+        report["message"] = report.get("message", "")[: MAX_REPORT_CHARS // 2] + "\n[... truncated]"
+        for key in ("actual", "expected", "failed_test", "line_source", "exception"):
+            if isinstance(report.get(key), str):
+                report[key] = report[key][:500]
+        data = _dumps(report)
+    _write(fd, data.encode("utf-8", "replace"))
+
+
 def _run_program(job: dict, limits: dict, isolation: dict, workdir: str, uid: int | None, fds: dict) -> None:
     """The program process. Never returns."""
+    try:
+        _confine(limits, isolation, workdir, uid, fds)
+    except BaseException as exc:  # noqa: BLE001
+        try:
+            _send_report(fds["report"], {"status": "crashed", "message": f"the sandbox could not start: {exc!r}"})
+        finally:
+            _exit(1)
     code = 1
     try:
-        os.setsid()  # without a PID namespace, the session is what gets killed as a whole
-        # Python ignores SIGXFSZ; the default action (terminate) is how output over the limit is seen.
-        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(fds["stdout"], 1)
-        os.dup2(fds["stderr"], 2)
-        os.dup2(fds["report"], 3)
-        os.closerange(4, 1 << 16)
-        os.chdir(workdir)
-        os.umask(0o077)
-        if isolation["mount_namespace"]:
-            _private_writable_dirs(workdir)
-            if "/tmp" in _state["writable_dirs"]:
-                os.chdir("/tmp")  # the same directory, under a path that resolves inside the namespace
-        memory = limits["memory_mb"] * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_time_s"], limits["cpu_time_s"] + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits["max_output_bytes"], limits["max_output_bytes"]))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits["max_processes"], limits["max_processes"]))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if uid is not None:
-            # Keep CAP_DAC_READ_SEARCH through setuid: the interpreter lives under /root (mode 0700)
-            # and must still import modules; writing, signalling and everything else is unprivileged.
-            _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            _keep_only_capability(CAP_DAC_READ_SEARCH)
-        os.environ.clear()
-        home = os.getcwd()
-        os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=home, TMPDIR=home, LANG="C.UTF-8")
-        tempfile.tempdir = home
-        sys.argv = ["<program>"]
-        sys.dont_write_bytecode = True
-        sys.addaudithook(_audit_network if not isolation["network_namespace"] else _audit)
-        me = os.getpid()
+        me = _getpid()
         report = _execute(job, limits)
-        if os.getpid() != me:  # a copy forked by the program must not report
-            os._exit(1)
-        for stream in (sys.stdout, sys.stderr):
+        if _getpid() != me:  # a copy forked by the program must not report
+            _exit(1)
+        for stream in (sys.__stdout__, sys.__stderr__, sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except OSError as exc:
                 if exc.errno == errno.EFBIG:
                     report = {"status": "resource_limit", "limit": "output", "message": ""}
-            except ValueError:
+            except Exception:  # noqa: BLE001, S110 - a stream the program replaced or closed
                 pass
-        data = json.dumps(report)
-        if len(data) > MAX_REPORT_CHARS:
-            report["message"] = report.get("message", "")[: MAX_REPORT_CHARS // 2] + "\n[... truncated]"
-            for key in ("actual", "expected", "failed_test", "line_source", "exception"):
-                if isinstance(report.get(key), str):
-                    report[key] = report[key][:500]
-            data = json.dumps(report)
-        os.write(3, data.encode("utf-8", "replace"))
+        _send_report(3, report)
         code = 0
-    except BaseException:  # noqa: BLE001 - report nothing; the server says the program crashed
-        code = 1
     finally:
-        os._exit(code)
+        _exit(code)
 
 
 def _read_available(fd: int, limit: int) -> bytes:

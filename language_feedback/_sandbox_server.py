@@ -364,6 +364,8 @@ def _confine(limits: dict, isolation: dict, workdir: str, uid: int | None, fds: 
     os.environ.clear()
     home = os.getcwd()
     os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=home, TMPDIR=home, LANG="C.UTF-8")
+    # Numeric libraries would start a thread per core, which counts against the process limit.
+    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     tempfile.tempdir = home
     sys.argv = ["<program>"]
     sys.dont_write_bytecode = True

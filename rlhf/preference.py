@@ -25,6 +25,8 @@ from typing import Any
 import torch
 
 from rlhf.artifacts import atomic_path, read_jsonl
+from rlhf.metrics import outcomes_from_scores
+from rlhf.models import resolve_model_path
 from rlhf.reward import PromptCompletion, RewardModel
 
 logger = logging.getLogger(__name__)
@@ -102,15 +104,6 @@ def load_comparisons_jsonl(path: str | Path) -> list[dict[str, str]]:
     return out
 
 
-def _resolve(name_or_path: str | Path) -> str:
-    """A local directory as is; anything else (an embedded default's name, a hub id) via ``rlhf.models``."""
-    if Path(name_or_path).is_dir():
-        return str(name_or_path)
-    from rlhf.models import resolve_model_path  # imported here: only needed for names, not local paths
-
-    return resolve_model_path(str(name_or_path))
-
-
 def _ensure_pad_token(tokenizer: Any) -> None:
     # Same fallback as TRL's RewardTrainer, so training and scoring agree on what padding is.
     if tokenizer.pad_token is None:
@@ -141,7 +134,7 @@ class PreferenceRewardModel(RewardModel):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if isinstance(model, (str, Path)):
-            path = Path(_resolve(model))
+            path = Path(resolve_model_path(model))
             self.model, loaded_tokenizer = _load_reward_model(path)
             tokenizer = tokenizer or loaded_tokenizer
             self.name = name or f"rm_{path.name}"
@@ -223,7 +216,7 @@ def _load_reward_model(path: Path) -> tuple[Any, Any]:
         from peft import PeftModel
 
         base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-        model = AutoModelForSequenceClassification.from_pretrained(_resolve(base), num_labels=1)
+        model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(base), num_labels=1)
         model = PeftModel.from_pretrained(model, path).merge_and_unload()
         return model, tokenizer
     config = AutoConfig.from_pretrained(path)
@@ -271,7 +264,7 @@ def train_reward_model(
     settings = settings or RewardTrainingSettings()
     train_rows = validate_comparisons(comparisons, "comparisons")
     eval_rows = validate_comparisons(eval_comparisons, "eval_comparisons") if eval_comparisons is not None else None
-    model_path = _resolve(model_name_or_path)
+    model_path = resolve_model_path(model_name_or_path)
     output_dir = Path(output_dir)
     work_dir = output_dir.with_name(output_dir.name + ".trainer")
 
@@ -362,3 +355,97 @@ def _count_within_max_length(tokenizer: Any, rows: list[dict[str, str]], max_len
         n_tokens(r["prompt"] + r["chosen"]) <= max_length and n_tokens(r["prompt"] + r["rejected"]) <= max_length
         for r in rows
     )
+
+
+TIE_TOLERANCE = 1e-6
+JUDGE_QUESTION = (
+    "{prompt}\n\n{noun_title} A: {first}\n\n{noun_title} B: {second}\n\n"
+    "Which {noun} is better, A or B? Answer with one letter."
+)
+
+
+class PairwiseLMJudge:
+    """A causal LM asked which of two responses is better, read from its next-token logits (no generation).
+
+    ``prob_first(prompts, first, second)`` is p(A) / (p(A) + p(B)) for the answer token right after
+    the question (through the chat template when the tokenizer has one). ``preference`` asks in both
+    orders and averages, p = ½(p_A(a, b) + 1 − p_A(b, a)), so a judge that always answers "A"
+    (position bias) yields 0.5, a tie, instead of a fake preference.
+    """
+
+    def __init__(self, model: str | Path | Any, tokenizer: Any = None, *, batch_size: int = 8, noun: str = "summary",
+                 max_length: int = 2048):
+        if isinstance(model, (str, Path)):
+            from rlhf.models import load_causal_lm
+
+            model, tokenizer = load_causal_lm(model, padding_side="left")
+        elif tokenizer is None:
+            raise ValueError("PairwiseLMJudge: pass `tokenizer` together with an already loaded model")
+        _ensure_pad_token(tokenizer)
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size, self.noun, self.max_length = batch_size, noun, max_length
+        self.chat = bool(getattr(tokenizer, "chat_template", None))
+        self.answer_ids = self._answer_token_ids()
+
+    def _answer_token_ids(self) -> tuple[int, int]:
+        # Prefer " A"/" B" after "Answer:"; tokenizers that split off the space get "A"/"B".
+        for a, b in ((" A", " B"), ("A", "B")) if not self.chat else (("A", "B"),):
+            ids = tuple(self.tokenizer.encode(x, add_special_tokens=False)[0] for x in (a, b))
+            if ids[0] != ids[1]:
+                return ids
+        raise ValueError("PairwiseLMJudge: the tokenizer gives 'A' and 'B' the same first token")
+
+    def _text(self, prompt: str, first: str, second: str) -> str:
+        question = JUDGE_QUESTION.format(prompt=prompt.strip(), noun=self.noun, noun_title=self.noun.title(),
+                                         first=first.strip(), second=second.strip())
+        if self.chat:
+            messages = [{"role": "user", "content": question}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return question + "\nAnswer:"
+
+    def prob_first(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> torch.Tensor:
+        """p(the judge answers A) / (p(A) + p(B)) for each (prompt, A = first, B = second)."""
+        if not (len(prompts) == len(first) == len(second)):
+            raise ValueError(f"PairwiseLMJudge: {len(prompts)} prompts, {len(first)} first and {len(second)} second")
+        if len(prompts) == 0:
+            raise ValueError("PairwiseLMJudge: empty batch")
+        texts = [self._text(p, a, b) for p, a, b in zip(prompts, first, second)]
+        out = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(texts), self.batch_size):
+                    enc = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
+                                         padding_side="left", truncation=True, max_length=self.max_length,
+                                         add_special_tokens=not self.chat)
+                    # Explicit positions: left padding must not shift the real tokens' positions.
+                    position_ids = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+                    device = next(self.model.parameters()).device
+                    logits = self.model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
+                                        position_ids=position_ids.to(device), use_cache=False).logits[:, -1, :]
+                    pair = logits[:, list(self.answer_ids)].float()
+                    out.append(torch.softmax(pair, dim=-1)[:, 0].cpu())
+        finally:
+            self.model.train(was_training)
+        return torch.cat(out)
+
+    def preference(self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]) -> torch.Tensor:
+        """Position-debiased probability that ``a`` is better than ``b``, per item."""
+        return 0.5 * (self.prob_first(prompts, a, b) + 1.0 - self.prob_first(prompts, b, a))
+
+
+def compare(judge: RewardModel | PairwiseLMJudge, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]) -> list[float]:
+    """Outcome of ``a`` against ``b`` per item, 1 (a better), 0.5 (tie) or 0, as ``rlhf.metrics.win_rate`` takes.
+
+    A reward model compares ``rm(prompt, a)`` with ``rm(prompt, b)`` (texts are used as completions
+    as given); an LM judge compares its debiased preference with ½.
+    """
+    if not (len(prompts) == len(a) == len(b)):
+        raise ValueError(f"compare: {len(prompts)} prompts, {len(a)} a-texts and {len(b)} b-texts")
+    if isinstance(judge, PairwiseLMJudge):
+        # Within float rounding of ½ is a tie: identical texts give ½(p + 1 − p), not always exactly 0.5.
+        p = judge.preference(prompts, a, b)
+        return [0.5 if abs(x - 0.5) < TIE_TOLERANCE else float(x > 0.5) for x in p.tolist()]
+    scores = judge([PromptCompletion(p, x) for p, x in zip(prompts, a)] + [PromptCompletion(p, x) for p, x in zip(prompts, b)])
+    return outcomes_from_scores(scores[: len(prompts)].tolist(), scores[len(prompts):].tolist()).tolist()

@@ -501,12 +501,12 @@ def _run_job(job: dict, isolation: dict, protocol_fds: tuple[int, int]) -> dict:
     sig = os.WTERMSIG(wait_status) if signalled else None
     cpu_limit = f"CPU-time limit of {limits['cpu_time_s']} s exceeded"
     if timed_out:
-        result.update(status="timeout", message=f"wall-clock timeout of {limits['timeout_s']:g} s exceeded")
+        result.update(status="timeout", limit="wall_clock", message=f"wall-clock timeout of {limits['timeout_s']:g} s exceeded")
     elif sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_s >= limits["cpu_time_s"]):
         # As pid 1 the program ignores SIGXCPU; the kernel's SIGKILL at the hard limit ends it instead.
-        result.update(status="resource_limit", message=cpu_limit, exception=signal.Signals(sig).name)
+        result.update(status="resource_limit", limit="cpu_time", message=cpu_limit, exception=signal.Signals(sig).name)
     elif sig == signal.SIGXFSZ:
-        result.update(status="resource_limit", message=OUTPUT_LIMIT.format(**limits), exception="SIGXFSZ")
+        result.update(status="resource_limit", limit="output", message=OUTPUT_LIMIT.format(**limits), exception="SIGXFSZ")
     elif signalled:
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
         result.update(status="crashed", message=f"killed by signal {name}", exception=name)

@@ -76,7 +76,8 @@ class ExecResult:
     it is "" when the program passed. The other optional fields break a failure down for feedback:
     ``failed_test`` (the assert that failed or was running), ``actual``/``expected`` (reprs of both
     sides of a failing comparison), ``exception`` ("ZeroDivisionError: division by zero"), and where
-    it happened: ``part`` ("setup", "program" or "tests"), ``line`` and ``line_source``.
+    it happened: ``part`` ("setup", "program" or "tests"), ``line`` and ``line_source``; ``limit`` names
+    the limit that stopped the program ("wall_clock", "cpu_time", "memory", "output", "processes").
     """
 
     status: str
@@ -91,6 +92,7 @@ class ExecResult:
     part: str = ""
     line: int | None = None
     line_source: str = ""
+    limit: str = ""
 
     @property
     def passed(self) -> bool:

@@ -226,36 +226,45 @@ def test_fork_bomb_is_contained(outside, fork):
         outside,
         limits=SandboxLimits(timeout_s=2, max_processes=8),
     )
-    assert result.status == "timeout" and "wall-clock timeout" in result.message
+    assert result.status == "timeout" and result.limit == "wall_clock" and "wall-clock timeout" in result.message
     uid = int(result.stdout.split()[0])
     assert uid != 0 and processes_of_uid(uid) == [], "processes of the bomb survived"
 
 
 def test_process_limit_is_reported(outside):
     result = run_hostile("import os\nfor _ in range(50):\n    os.fork()\n", outside)
-    assert result.status == "resource_limit" and "process/thread limit of 8" in result.message
+    assert result.status == "resource_limit" and result.limit == "processes"
+    assert "process/thread limit of 8" in result.message
 
 
 def test_filling_memory(outside):
     result = run_hostile("chunks = []\nwhile True:\n    chunks.append(' ' * 10**6)\n", outside,
                          limits=SandboxLimits(timeout_s=60, memory_mb=128))
-    assert result.status == "resource_limit" and "memory limit of 128 MB" in result.message
+    assert result.status == "resource_limit" and result.limit == "memory"
+    assert "memory limit of 128 MB" in result.message
 
 
 def test_infinite_loop_hits_the_wall_clock_timeout(outside):
     result = run_hostile("while True:\n    pass\n", outside, limits=SandboxLimits(timeout_s=1, cpu_time_s=60))
-    assert result.status == "timeout" and "1 s" in result.message
+    assert result.status == "timeout" and result.limit == "wall_clock" and "1 s" in result.message
 
 
 def test_infinite_loop_hits_the_cpu_time_limit(outside):
     result = run_hostile("while True:\n    pass\n", outside, limits=SandboxLimits(timeout_s=60, cpu_time_s=1))
-    assert result.status == "resource_limit" and "CPU-time limit of 1 s" in result.message
+    assert result.status == "resource_limit" and result.limit == "cpu_time"
+    assert "CPU-time limit of 1 s" in result.message
 
 
 def test_huge_prints(outside):
     result = run_hostile("while True:\n    print('x' * 1000)\n", outside)
-    assert result.status == "resource_limit" and "output limit of 10000 bytes" in result.message
+    assert result.status == "resource_limit" and result.limit == "output"
+    assert "output limit of 10000 bytes" in result.message
     assert 0 < len(result.stdout) <= 10_000
+
+
+def test_big_files_hit_the_output_limit(outside):
+    result = run_hostile("with open('big.bin', 'wb') as f:\n    f.write(bytes(10**6))\n", outside)
+    assert result.status == "resource_limit" and result.limit == "output"
 
 
 @needs_namespaces

@@ -567,12 +567,14 @@ def _probe_mount_namespace() -> bool:
         shutil.rmtree(probe_dir, ignore_errors=True)
 
 
-def _setup_isolation() -> dict:
+def _setup_isolation(privileged_layers: bool) -> dict:
+    """Set up what this process can; ``privileged_layers=False`` keeps only what works without root."""
     is_root = os.geteuid() == 0
+    use_root = is_root and privileged_layers
     isolation = {"root": is_root, "network_namespace": False, "pid_namespace": False, "mount_namespace": False,
-                 "separate_uid": is_root}
+                 "separate_uid": use_root}
     _state["writable_dirs"] = [d for d in SHARED_WRITABLE_DIRS if os.path.isdir(d) and not os.path.islink(d)]
-    if is_root:
+    if use_root:
         try:
             _unshare(CLONE_NEWNET)  # a namespace with only a loopback device that is down
             isolation["network_namespace"] = True
@@ -593,7 +595,8 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)  # nothing may write into the protocol stream by accident
     os.chdir("/")
-    isolation = _setup_isolation()
+    # --unprivileged: the fallback used without root, forced (for testing it on a machine with root).
+    isolation = _setup_isolation(privileged_layers="--unprivileged" not in sys.argv[1:])
     for name in PREIMPORT:
         try:
             __import__(name)

@@ -118,9 +118,9 @@ def _result_from_reply(reply: dict) -> ExecResult:
 class _SandboxServer:
     """One fork server process; used by one thread at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, *server_args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-E", "-s", str(_SERVER_SCRIPT)],
+            [sys.executable, "-E", "-s", str(_SERVER_SCRIPT), *server_args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=_SERVER_ENV,

@@ -9,6 +9,7 @@ import shutil
 import socket
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,16 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state not in ("Z", "X")
+
+
+def gone(pid: int, within_s: float = 10.0) -> bool:
+    """Whether ``pid`` is dead, allowing a SIGKILL already sent some time to be delivered."""
+    deadline = time.monotonic() + within_s
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def processes_of_uid(uid: int) -> list[int]:
@@ -324,3 +335,45 @@ def test_environment_is_scrubbed(outside, monkeypatch):
     assert result.passed
     assert "s3cret" not in result.stdout and "LF_SANDBOX_TEST_SECRET" not in result.stdout
     assert "'PATH'" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------------
+# The fallback without root (forced here with the server's --unprivileged flag; benign programs only,
+# since in this mode on this machine the program keeps root's uid)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def unprivileged_server():
+    server = sandbox._SandboxServer("--unprivileged")
+    yield server
+    server.close()
+
+
+def test_fallback_reports_its_isolation(unprivileged_server):
+    assert not any(unprivileged_server.isolation[k] for k in
+                   ("network_namespace", "pid_namespace", "mount_namespace", "separate_uid"))
+
+
+def test_fallback_refuses_sockets(unprivileged_server):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.5)
+    try:
+        program = f"import socket\nsocket.create_connection(('127.0.0.1', {listener.getsockname()[1]}), timeout=2)\n"
+        result = unprivileged_server.run(SandboxJob(program, ""), FAST)
+        assert result.status == "failed" and result.exception.startswith("PermissionError: network access is disabled")
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    finally:
+        listener.close()
+
+
+def test_fallback_kills_what_the_program_leaves_behind(unprivileged_server):
+    program = "import subprocess\nchild = subprocess.Popen(['sleep', '60'])\nprint(child.pid, flush=True)\n"
+    result = unprivileged_server.run(SandboxJob(program, ""), FAST)
+    assert result.status == "passed", result.message
+    assert gone(int(result.stdout)), "the program's child outlived it"
+    result = unprivileged_server.run(SandboxJob(program + "while True:\n    pass\n", ""), SandboxLimits(timeout_s=1))
+    assert result.status == "timeout" and gone(int(result.stdout))

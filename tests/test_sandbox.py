@@ -242,6 +242,7 @@ def test_fork_bomb_is_contained(outside, fork):
     assert uid != 0 and processes_of_uid(uid) == [], "processes of the bomb survived"
 
 
+@needs_namespaces  # as root without them, RLIMIT_NPROC would not hold
 def test_process_limit_is_reported(outside):
     result = run_hostile("import os\nfor _ in range(50):\n    os.fork()\n", outside)
     assert result.status == "resource_limit" and result.limit == "processes"

@@ -128,3 +128,31 @@ def test_unknown_selector_lists_known_ones():
         make_selector("bert")
     assert isinstance(make_selector("random", seed=0), RandomSelector)
     assert set(SELECTORS) >= {"embedding", "instructrm", "random", "reward_model", "human"}
+
+
+DIAGNOSTIC_ITEMS = [
+    SelectionItem("post", "My dog barks a lot.", "Mention the mail carrier and that treats did not help.", ("-",),
+                  human_refinement="My dog barks at the mail carrier; treats did not help."),
+    SelectionItem("post", "Landlord keeps deposit.", "Mention the photos of the old wall marks.", ("-",),
+                  human_refinement="I have photos showing the wall marks were old, yet the landlord keeps my deposit."),
+    SelectionItem("post", "My bread fails to rise and I do not know why at all, it is a mystery.",
+                  "Say that the kitchen is cold in winter.", ("-",),
+                  human_refinement="Bread does not rise; my kitchen is cold in winter."),
+    SelectionItem("post", "I have two offers.", "Say that learning is my priority as a junior developer.", ("-",),
+                  human_refinement="Junior developer with two offers; learning is my priority."),
+]
+
+
+def test_diagnostics_separate_feedback_use_from_length(minilm):
+    from language_feedback.selectors import selector_diagnostics
+
+    by_length = RewardModelSelector(FunctionReward(lambda b: [float(len(x.completion)) for x in b], name="length"))
+    length = selector_diagnostics(by_length, DIAGNOSTIC_ITEMS, n_boot=200)
+    # A length preference ignores the feedback: the shuffled control does not move it, and it tracks length exactly.
+    assert length["true_rate"] == length["shuffled_rate"] == length["human_longer_rate"] == 0.75
+    assert length["length_spearman"] == pytest.approx(1.0)
+    embedding = selector_diagnostics(EmbeddingSimilaritySelector(minilm), DIAGNOSTIC_ITEMS, n_boot=200)
+    assert embedding["true_rate"] == 1.0 and embedding["shuffled_rate"] < embedding["true_rate"]
+    assert embedding["true_low"] <= embedding["true_rate"] <= embedding["true_high"] and embedding["n"] == 4
+    with pytest.raises(ValueError, match="need a human refinement for every input"):
+        selector_diagnostics(by_length, ITEMS)

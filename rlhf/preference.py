@@ -115,7 +115,7 @@ class PreferenceRewardModel(RewardModel):
 
     ``model`` is a directory written by :func:`train_reward_model` (full model or LoRA adapter),
     any sequence-classification checkpoint with one label, or an already loaded model (then pass
-    ``tokenizer``). Text is scored as ``prompt + completion + eos``, as TRL trains it; inputs longer
+    ``tokenizer``). A model loaded from a directory goes to the current GPU when there is one. Text is scored as ``prompt + completion + eos``, as TRL trains it; inputs longer
     than ``max_length`` tokens keep their last ``max_length`` tokens (the end is where the score is
     read) and a warning counts them.
     """
@@ -138,6 +138,8 @@ class PreferenceRewardModel(RewardModel):
             self.model, loaded_tokenizer = _load_reward_model(path)
             tokenizer = tokenizer or loaded_tokenizer
             self.name = name or f"rm_{path.name}"
+            if device is None and torch.cuda.is_available():
+                device = torch.device("cuda", torch.cuda.current_device())  # accelerate sets it per process
         else:
             if tokenizer is None:
                 raise ValueError("PreferenceRewardModel: pass `tokenizer` together with an already loaded model")
@@ -246,6 +248,7 @@ def train_reward_model(
     eval_comparisons: Sequence[Mapping[str, str]] | None = None,
     lora: LoraSettings | None = None,
     settings: RewardTrainingSettings | None = None,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Train a Bradley–Terry reward model with TRL's ``RewardTrainer``; save it atomically to ``output_dir``.
 
@@ -255,6 +258,7 @@ def train_reward_model(
     checkpoint. Returns metrics: training loss, sample counts (comparisons longer than
     ``max_length`` are dropped by TRL and counted), and, with ``eval_comparisons``, held-out
     accuracy before (``eval_accuracy_before``) and after (``eval_accuracy``) training.
+    ``callbacks`` are ``transformers.TrainerCallback`` objects handed to the trainer.
     """
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -303,7 +307,7 @@ def train_reward_model(
         )
     trainer = RewardTrainer(
         model=model_path, args=config, train_dataset=Dataset.from_list(train_rows),
-        processing_class=tokenizer, peft_config=peft_config,
+        processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
     )
 
     metrics: dict[str, Any] = {"n_train": len(train_rows), "n_train_used": n_kept}

@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 
 from rlhf.preference import (
     LoraSettings,
@@ -93,6 +93,33 @@ def test_lora_training_saves_the_score_head(tiny_lm_path, tmp_path):
     assert metrics["eval_accuracy"] > metrics["eval_accuracy_before"]
     # Reloaded from disk (base model + adapter, merged) it scores exactly as the in-memory model did.
     assert preference_accuracy(PreferenceRewardModel(out), HELD_OUT) == pytest.approx(metrics["eval_accuracy"])
+
+
+class StopAtStep(TrainerCallback):
+    """Interrupts training after a given step, as a kill would (the checkpoint before it is on disk)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt(f"interrupted at step {self.step}")
+
+
+def test_interrupted_training_leaves_no_model_and_resumes_from_its_checkpoint(tiny_lm_path, tmp_path, caplog):
+    out = tmp_path / "rm"
+    settings = RewardTrainingSettings(learning_rate=3e-3, epochs=2, batch_size=8, max_length=128, save_steps=4)
+    with pytest.raises(KeyboardInterrupt):
+        train_reward_model(tiny_lm_path, TRAIN, out, settings=settings, callbacks=[StopAtStep(5)])
+    assert not out.exists()  # nothing half-written
+    assert (tmp_path / "rm.trainer" / "checkpoint-4").is_dir()
+    with caplog.at_level(logging.INFO, logger="rlhf.preference"):
+        metrics = train_reward_model(tiny_lm_path, TRAIN, out, eval_comparisons=HELD_OUT, settings=settings)
+    assert "resuming reward-model training from" in caplog.text and "checkpoint-4" in caplog.text
+    assert metrics["train_steps"] == 12  # 48 comparisons / batch 8 × 2 epochs, counted across both runs
+    assert metrics["eval_accuracy"] > metrics["eval_accuracy_before"]
+    assert (out / "reward_model.json").exists()
+    assert not list((tmp_path / "rm.trainer").glob("checkpoint-*"))  # superseded by the finished model
 
 
 def test_scores_do_not_depend_on_padding_side_or_batch_size(tiny_lm_path):

@@ -219,7 +219,7 @@ def _user_frames(tb) -> list[traceback.FrameSummary]:
     return [f for f in traceback.extract_tb(tb) if f.filename in SOURCE_FILES]
 
 
-def _failure_report(exc: BaseException, sources: dict[str, str], asserts: list[tuple[str, int, int, bool]]) -> dict:
+def _failure_report(exc: BaseException, asserts: list[tuple[str, int, int, bool]]) -> dict:
     frames = _user_frames(exc.__traceback__)
     report: dict = {"status": "failed", "exception": _describe(exc)}
     if frames:
@@ -302,7 +302,7 @@ def _execute(job: dict, limits: dict) -> dict:
             return {"status": "crashed", "exception": f"SystemExit: {exc.code!r}",
                     "message": f"the program called sys.exit({exc.code!r}) before the tests finished"}
         except BaseException as exc:  # noqa: BLE001 - every failure of the program is a result
-            report = _failure_report(exc, sources, asserts)
+            report = _failure_report(exc, asserts)
             limit = _limit_hit(exc, limits)
             if limit is not None:
                 report.update(status="resource_limit", limit=limit[0], message=f"{limit[1]}\n{report['message']}")

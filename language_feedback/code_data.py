@@ -312,7 +312,8 @@ def load_code_feedback(path: str | Path) -> list[CodeFeedbackRecord]:
                 task_id=task_id,
                 prompt=prompt,
                 original_program=original,
-                feedback=_string(row, "Feedback", where, non_empty=True),
+                # Empty feedback is kept: it is a per-item matter for the feedback provider, not a bad file.
+                feedback=_string(row, "Feedback", where),
                 refinement=whole,
                 test=test,
                 entry_point=defs[-1],

@@ -175,7 +175,7 @@ def test_feedback_refinements_pass_and_originals_fail_in_the_sandbox(feedback_fi
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"Feedback": "  "}, r"line 2: field 'Feedback' is empty"),
+        ({"Feedback": None}, r"line 2: missing field 'Feedback'"),
         ({"prompt": "no signature here"}, r"line 2: field 'prompt' has no function signature"),
         ({"test": "assert True"}, r"line 2: field 'test' has no check\(candidate\)"),
         ({"test": "def check(candidate):\nassert"}, r"line 2: field 'test' does not parse"),
@@ -186,6 +186,11 @@ def test_bad_feedback_rows_name_file_line_and_field(tmp_path, change, message):
     path = write_jsonl(tmp_path / "fb.jsonl", [FEEDBACK_ROWS[0], {**FEEDBACK_ROWS[1], **change}])
     with pytest.raises(CodeDataError, match=f"fb.jsonl, {message}"):
         load_code_feedback(path)
+
+
+def test_empty_feedback_is_kept_for_the_provider_to_skip(tmp_path):
+    path = write_jsonl(tmp_path / "fb.jsonl", [FEEDBACK_ROWS[0], {**FEEDBACK_ROWS[1], "Feedback": " "}])
+    assert [r.feedback for r in load_code_feedback(path)] == [FEEDBACK_ROWS[0]["Feedback"], " "]
 
 
 def test_load_humaneval_from_the_package():

@@ -155,6 +155,16 @@ def test_preprocessing_matches_open_clip_transform_at_model_size(clip):
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
 
 
+def test_resized_preprocessing_matches_open_clip_transform(clip):
+    """Resizing a larger frame to the model's size agrees with open_clip's PIL pipeline to about one level."""
+    cfg = open_clip.get_model_preprocess_cfg(clip.model)
+    frame = np.random.default_rng(4).integers(0, 256, size=(80, 80, 3), dtype=np.uint8)
+    reference = open_clip.image_transform(32, is_train=False, mean=cfg["mean"], std=cfg["std"])(Image.fromarray(frame))
+    ours = FramePreprocessor(cfg, "cpu")(torch.from_numpy(frame).permute(2, 0, 1)[None])[0]
+    one_level = 1 / 255 / min(cfg["std"])
+    assert (ours - reference).abs().max() <= one_level + 1e-5
+
+
 def test_resize_crops_the_center_like_open_clip():
     """A wide frame is center-cropped to a square before resizing (resize_mode 'shortest')."""
     cfg = {"size": 32, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "resize_mode": "shortest"}

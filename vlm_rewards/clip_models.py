@@ -197,8 +197,9 @@ class FramePreprocessor:
 
     Follows the model's own preprocess config: resize mode (``shortest``: resize + center crop,
     ``squash``, ``longest``: resize + pad), interpolation, mean and std. Cropping happens on the uint8
-    frames before the single interpolate call, and the ``/255``, ``-mean`` and ``/std`` steps are folded
-    into one multiply-add, so preprocessing costs little next to the image tower.
+    frames before a single interpolate call (on uint8 on CPU), conversion to float happens only at the
+    model's input size, and the ``/255``, ``-mean`` and ``/std`` steps are folded into one multiply-add,
+    so preprocessing costs little next to the image tower.
     """
 
     def __init__(self, preprocess_cfg: dict, device: torch.device | str):
@@ -235,11 +236,15 @@ class FramePreprocessor:
             pad = (th - out_size[0], tw - out_size[1])
         else:
             out_size = (th, tw)
+        if tuple(frames.shape[-2:]) != out_size:
+            if self.device.type == "cpu":
+                # uint8 in, uint8 out: torch's CPU uint8 antialiased resize matches PIL (what open_clip's own
+                # transform uses) to ±1 level and is several times faster than resizing floats.
+                frames = F.interpolate(frames, size=out_size, mode=self.mode, antialias=True)
+            else:
+                frames = F.interpolate(frames.float(), size=out_size, mode=self.mode, antialias=True)
+                frames = frames.clamp_(0.0, 255.0)  # bicubic overshoots; PIL clamps to 0..255
         x = frames.float()
-        if tuple(x.shape[-2:]) != out_size:
-            x = F.interpolate(x, size=out_size, mode=self.mode, antialias=True, align_corners=False)
-            if self.mode == "bicubic":
-                x = x.clamp_(0.0, 255.0)  # bicubic overshoots; PIL-based CLIP preprocessing clamps to 0..255
         if pad is not None and any(pad):
             top, left = pad[0] // 2, pad[1] // 2
             x = F.pad(x, (left, pad[1] - left, top, pad[0] - top), value=self.fill)

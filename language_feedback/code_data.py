@@ -107,7 +107,9 @@ def _task_id(row: dict, where: str) -> str:
 
 
 def _string_list(row: dict, name: str, where: str, *, non_empty: bool) -> list[str]:
-    value = row.get(name, [] if not non_empty else None)
+    value = row.get(name)
+    if value is None and not non_empty:
+        value = []  # an optional list may be absent or null
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise CodeDataError(f"{where}: field {name!r} must be a list of strings, got {value!r:.80}")
     if non_empty and not value:

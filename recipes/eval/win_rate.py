@@ -80,7 +80,7 @@ def plot(rows: list[dict], judge: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1.8 + 1.4 * len(rows), 3.6))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.8 + 1.4 * len(rows)), 3.8))
     x = range(len(rows))
     values = [r["win_rate"] for r in rows]
     errors = [[v - r["low"] for v, r in zip(values, rows)], [r["high"] - v for v, r in zip(values, rows)]]
@@ -89,7 +89,7 @@ def plot(rows: list[dict], judge: str, path: Path) -> None:
     ax.set_xticks(list(x), [f"{r['method']}\n(n={r['n']})" for r in rows])
     ax.set_ylim(0, 1)
     ax.set_ylabel("win rate vs reference")
-    ax.set_title(f"judge: {judge} (95% bootstrap CI)", fontsize=9)
+    ax.set_title(f"judge: {judge}\n(95% bootstrap CI)", fontsize=8)
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         writer.writeheader()
         writer.writerows(rows)
     write_jsonl_atomic(out / "outcomes.jsonl", per_item)
-    plot(rows, judge_name, out / "win_rate.png")
+    plot(rows, f"{cfg.judge}:{Path(cfg.judge_model).name}", out / "win_rate.png")
     print(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'outcomes.jsonl'}, {out / 'win_rate.png'}")
     return rows
 

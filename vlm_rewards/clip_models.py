@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from rlhf.artifacts import atomic_path
+from rlhf.models import ModelNotAvailableError
 
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
@@ -98,7 +99,7 @@ def load_open_clip(
         )
     except RuntimeError as e:
         if pretrained and "download" in str(e).lower():
-            raise RuntimeError(
+            raise ModelNotAvailableError(
                 f"could not fetch pretrained weights {pretrained!r} for {source!r} (no network to a model hub "
                 f"here?): pass a local weights file as pretrained=, a checkpoint directory, or pretrained=None "
                 f"for random weights. Cause: {e}"

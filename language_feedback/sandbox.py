@@ -5,12 +5,13 @@ that this module starts with ``python -E -s`` and a scrubbed environment. As roo
 here) a program gets: a PID namespace of its own (everything it forks dies with it), a network
 namespace without interfaces, a unique unprivileged uid (so RLIMIT_NPROC holds and nothing outside
 its work dir can be written or signalled), rlimits on address space, CPU time, output/file size and
-processes, a wall-clock timeout, a fresh temporary working directory removed afterwards and an
-environment without the caller's variables. :func:`sandbox_isolation` reports which layers are on.
+processes, a wall-clock timeout, a fresh temporary working directory (removed afterwards) that is
+also its /tmp, /var/tmp and /dev/shm (a mount namespace), and an environment without the caller's
+variables. :func:`sandbox_isolation` reports which layers are on.
 
 Nothing a program does raises in the caller: every outcome is an :class:`ExecResult`.
-The verdict protects the host, not the verdict itself: a program written to forge a "passed"
-report (by reaching into the harness) could do so; models writing MBPP solutions do not.
+The sandbox protects the machine, not the verdict: a program written to forge a "passed" report
+(by reaching into the harness in its own process) could do so; models writing MBPP solutions do not.
 """
 
 from __future__ import annotations

@@ -31,9 +31,10 @@ def results():
         "exit": "import sys\nsys.exit(2)\n",
         "error_at_import": "import no_such_module_here\n",
     }
-    limits = SandboxLimits(timeout_s=1, memory_mb=256)
-    outs = run_programs([(p, TESTS) for p in programs.values()], limits=limits, progress=False)
-    return dict(zip(programs, outs))
+    loop = programs.pop("loop")
+    outs = run_programs([(p, TESTS) for p in programs.values()], limits=SandboxLimits(memory_mb=256), progress=False)
+    looped = run_programs([(loop, TESTS)], limits=SandboxLimits(timeout_s=1), progress=False)
+    return dict(zip(programs, outs)) | {"loop": looped[0]}
 
 
 def test_passed(results):

@@ -235,7 +235,7 @@ def test_fork_bomb_is_contained(outside, fork):
                 pass
         """,
         outside,
-        limits=SandboxLimits(timeout_s=2, max_processes=8),
+        limits=SandboxLimits(timeout_s=3, max_processes=8),
     )
     assert result.status == "timeout" and result.limit == "wall_clock" and "wall-clock timeout" in result.message
     uid = int(result.stdout.split()[0])

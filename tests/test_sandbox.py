@@ -376,5 +376,5 @@ def test_fallback_kills_what_the_program_leaves_behind(unprivileged_server):
     result = unprivileged_server.run(SandboxJob(program, ""), FAST)
     assert result.status == "passed", result.message
     assert gone(int(result.stdout)), "the program's child outlived it"
-    result = unprivileged_server.run(SandboxJob(program + "while True:\n    pass\n", ""), SandboxLimits(timeout_s=1))
+    result = unprivileged_server.run(SandboxJob(program + "while True:\n    pass\n", ""), SandboxLimits(timeout_s=3))
     assert result.status == "timeout" and gone(int(result.stdout))

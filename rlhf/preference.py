@@ -115,9 +115,10 @@ class PreferenceRewardModel(RewardModel):
 
     ``model`` is a directory written by :func:`train_reward_model` (full model or LoRA adapter),
     any sequence-classification checkpoint with one label, or an already loaded model (then pass
-    ``tokenizer``). A model loaded from a directory goes to the current GPU when there is one. Text is scored as ``prompt + completion + eos``, as TRL trains it; inputs longer
-    than ``max_length`` tokens keep their last ``max_length`` tokens (the end is where the score is
-    read) and a warning counts them.
+    ``tokenizer``); one loaded from a directory goes to the current GPU when there is one. Text is
+    scored as ``prompt + completion + eos``, as TRL trains it; inputs longer than ``max_length``
+    tokens keep their last ``max_length`` tokens (the end is where the score is read) and a warning
+    counts them.
     """
 
     def __init__(
@@ -236,8 +237,7 @@ def preference_accuracy(rm: RewardModel, comparisons: Sequence[Mapping[str, str]
     batch = [PromptCompletion(r["prompt"], r["chosen"]) for r in rows]
     batch += [PromptCompletion(r["prompt"], r["rejected"]) for r in rows]
     scores = rm(batch)
-    chosen, rejected = scores[: len(rows)], scores[len(rows):]
-    return float(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean())
+    return float(outcomes_from_scores(scores[: len(rows)].tolist(), scores[len(rows):].tolist()).mean())
 
 
 def train_reward_model(

@@ -9,6 +9,7 @@ import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vlm_rewards import CLIPReward, load_open_clip, small_conv_clip_config, tiny_vit_clip_config
 from vlm_rewards.finetune import (
@@ -70,12 +71,20 @@ def test_finetuning_conv_tower_raises_heldout_retrieval_accuracy(tmp_path):
     clip = load_open_clip(
         small_conv_clip_config(image_size=32, embed_dim=32, vision_width=8, text_width=32, text_layers=1)
     )
-    config = FinetuneConfig(epochs=8, batch_size=32, lr=3e-3, eval_fraction=0.2, progress=False)
+    config = FinetuneConfig(
+        epochs=8, batch_size=32, lr=3e-3, eval_fraction=0.2, progress=False, tensorboard_dir=str(tmp_path / "tb")
+    )
     result = finetune_clip(clip, frames, captions, config, output_dir=tmp_path / "ckpt")
     assert result.train_size == 96 and result.eval_size == 24 and result.eval_captions == 4
     assert result.eval_accuracy_after >= 0.8
     assert result.eval_accuracy_after >= result.eval_accuracy_before + 0.3
     assert result.train_losses[-1] < result.train_losses[0]
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    accuracy = [e.value for e in events.Scalars("finetune/eval_retrieval_accuracy")]
+    assert accuracy == pytest.approx([result.eval_accuracy_before, result.eval_accuracy_after])
+    assert len(events.Scalars("finetune/train_loss")) == 8 * 3  # 96 training pairs in batches of 32
 
     metrics = json.loads((tmp_path / "ckpt" / METRICS_FILE).read_text())
     assert metrics["eval_accuracy_after"] == result.eval_accuracy_after

@@ -225,6 +225,10 @@ def test_bad_input_errors(clip, frames):
         rm(frames[:0])
     with pytest.raises(ValueError, match="share one shape"):
         rm([frames[0], frames[0, :10]])
+    with pytest.raises(ValueError, match=r"expected shape \(N, 32\)"):
+        rm.reward_from_embeddings(torch.randn(32))  # one embedding without a batch axis: no broadcasting
+    with pytest.raises(ValueError, match=r"expected shape \(N, 32\)"):
+        rm.reward_from_embeddings(torch.randn(4, 16))
     with pytest.raises(ValueError, match="unknown open_clip model"):
         load_open_clip("no-such-model")
 

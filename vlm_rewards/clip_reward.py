@@ -181,6 +181,11 @@ class CLIPReward(RewardModel):
 
     def reward_from_embeddings(self, image_embeddings: torch.Tensor) -> torch.Tensor:
         """Rewards for image embeddings ``(N, D)`` (normalized here), float32 on CPU."""
+        dim = self.goal_embedding.shape[0]
+        if image_embeddings.ndim != 2 or image_embeddings.shape[1] != dim:
+            raise ValueError(f"image_embeddings: expected shape (N, {dim}), got {tuple(image_embeddings.shape)}")
+        if not torch.isfinite(image_embeddings).all():
+            raise ValueError("image_embeddings contain NaN/inf")
         s = F.normalize(image_embeddings.to(self.device, torch.float32), dim=-1)
         u = s - self.goal_embedding
         sq = u.pow(2).sum(dim=-1)

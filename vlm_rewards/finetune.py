@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from open_clip import get_model_preprocess_cfg
 from peft import LoraConfig, get_peft_model
 from torch.optim.swa_utils import update_bn
+from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
 from vlm_rewards.clip_models import FramePreprocessor, OpenClip, frames_to_tensor, save_open_clip
@@ -57,6 +58,7 @@ class FinetuneConfig:
     max_logit_scale: float = 100.0  # as in CLIP training: clamp the learned temperature
     eval_batch_size: int = 256
     progress: bool = True
+    tensorboard_dir: str | None = None  # write loss / accuracy scalars here (TensorBoard)
 
 
 @dataclass
@@ -187,6 +189,10 @@ def finetune_clip(
     generator = torch.Generator().manual_seed(config.seed)
 
     batch_norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    writer = SummaryWriter(config.tensorboard_dir) if config.tensorboard_dir else None
+    if writer:
+        writer.add_scalar("finetune/eval_retrieval_accuracy", acc_before, 0)
+    step = 0
     losses: list[float] = []
     model.train()
     if config.lora:
@@ -212,6 +218,10 @@ def finetune_clip(
             with torch.no_grad():
                 model.logit_scale.clamp_(0, max_log_scale)
             epoch_loss += loss.item() * len(idx)
+            step += 1
+            if writer:
+                writer.add_scalar("finetune/train_loss", loss.item(), step)
+                writer.add_scalar("finetune/logit_scale", model.logit_scale.exp().item(), step)
         losses.append(epoch_loss / len(train_idx))
         logger.info("epoch %d: train loss %.4f", epoch + 1, losses[-1])
 
@@ -242,6 +252,9 @@ def finetune_clip(
         train_losses=losses,
     )
     logger.info("held-out retrieval accuracy: %.3f before, %.3f after", acc_before, acc_after)
+    if writer:
+        writer.add_scalar("finetune/eval_retrieval_accuracy", acc_after, step)
+        writer.close()
     if output_dir is not None:
         save_open_clip(
             trained,

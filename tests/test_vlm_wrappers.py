@@ -113,6 +113,25 @@ def test_vector_wrapper_scores_all_sub_envs_in_one_batch(reward_model):
     assert saw_autoreset, "no episode ended; the autoreset path was not exercised"
 
 
+def test_vector_wrapper_with_autoreset_disabled_scores_every_sub_env(reward_model):
+    n = 2
+    base = gym.vector.SyncVectorEnv([make_env] * n, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    venv = CLIPRewardVectorWrapper(base, reward_model)
+    venv.reset(seed=0)
+    ended = False
+    for _ in range(60):
+        reward_model.batch_sizes.clear()
+        _, rewards, terminated, truncated, info = venv.step(np.full((n, 1), 3.0, dtype=np.float32))
+        assert reward_model.batch_sizes == [n]
+        assert info[f"_{MODEL_REWARD_KEY}"].all()
+        np.testing.assert_allclose(rewards, info[MODEL_REWARD_KEY], atol=1e-6)  # mode="replace", weight 1
+        done = terminated | truncated
+        if done.any():
+            ended = True
+            venv.reset(options={"reset_mask": done})  # the user resets finished sub-envs themselves
+    assert ended
+
+
 def test_sb3_wrapper_one_batch_per_step_and_exact_terminal_frames(reward_model):
     n, seed = 2, 5
     venv = make_clip_reward_vec_env(ENV_ID, reward_model, n_envs=n, seed=seed, env_kwargs=ENV_KWARGS, mode="add")

@@ -88,6 +88,8 @@ class CLIPRewardVectorWrapper(VectorWrapper):
                 "use autoreset_mode=AutoresetMode.NEXT_STEP"
             )
         self.reward_model, self.mode, self.weight = reward_model, mode, float(weight)
+        # Only next-step autoreset spends a step on resetting; with autoreset disabled every sub-env steps.
+        self._next_step_autoreset = autoreset == AutoresetMode.NEXT_STEP
         self._reset_next = np.zeros(self.num_envs, dtype=bool)
 
     def reset(self, *, seed: Any = None, options: dict | None = None) -> tuple[Any, dict[str, Any]]:
@@ -111,7 +113,8 @@ class CLIPRewardVectorWrapper(VectorWrapper):
             MODEL_REWARD_KEY: model_rewards,
             f"_{MODEL_REWARD_KEY}": stepped,
         }
-        self._reset_next = np.logical_or(terminations, truncations)
+        if self._next_step_autoreset:
+            self._reset_next = np.logical_or(terminations, truncations)
         return obs, new_rewards, terminations, truncations, infos
 
 

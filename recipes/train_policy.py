@@ -99,6 +99,30 @@ def build_reward_model(reward: RewardConfig, task: Task) -> CLIPReward:
     )
 
 
+def sample_states(task: Task, n: int, seed: int) -> np.ndarray:
+    """``n`` simulator states drawn by the task env's ``sample_sim_state`` (uniform over the state space)."""
+    env = task.make_env()
+    try:
+        rng = np.random.default_rng(seed)
+        return np.stack([env.unwrapped.sample_sim_state(rng) for _ in range(n)])
+    finally:
+        env.close()
+
+
+def render_states(task: Task, states: np.ndarray, size: int) -> np.ndarray:
+    """Frames ``(N, size, size, 3)`` uint8 of the given simulator states, rendered by the task's env."""
+    env = task.make_env(render_mode="rgb_array", width=size, height=size)
+    try:
+        env.reset(seed=0)
+        frames = []
+        for state in states:
+            env.unwrapped.set_sim_state(state)
+            frames.append(env.render())
+        return np.stack(frames)
+    finally:
+        env.close()
+
+
 def ground_truth_env_fn(task: Task, env_kwargs: dict[str, Any]) -> Callable[..., Any]:
     """A constructor of the task's env whose reward is the task's ground truth and whose info has "success"."""
 

@@ -1,0 +1,191 @@
+"""The robotics training recipe on CPU: each algorithm for a few hundred steps, resume after a kill, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+sys.path.insert(0, str(RECIPES))
+
+from train_policy import RewardConfig, TrainPolicyConfig, main, make_trainers
+
+from rlhf.artifacts import RunDirectoryMismatch
+from rlhf.rl import RLConfig, RLConfigError, Trainer
+from vlm_rewards import tiny_vit_clip_config
+
+torch.set_num_threads(1)
+
+SHORT_EPISODES = {"max_episode_steps": 32}
+TINY_REWARD = RewardConfig(source="vlm", model_config=tiny_vit_clip_config(), render_size=32, alpha=0.5)
+
+
+def small_cfg(tmp_path: Path, algorithm: str = "ppo", task: str = "cartpole-upright", **rl: object) -> TrainPolicyConfig:
+    algo_kwargs = {
+        "ppo": {"n_steps": 32, "batch_size": 64, "n_epochs": 2},
+        "dqn": {"learning_starts": 64, "buffer_size": 1000, "batch_size": 32, "train_freq": 4, "target_update_interval": 64},
+        "sac": {"learning_starts": 64, "buffer_size": 1000, "batch_size": 32, "train_freq": 4, "gradient_steps": 1,
+                "policy_kwargs": {"net_arch": [32, 32]}},
+    }[algorithm]
+    settings = {"algorithm": algorithm, "total_timesteps": 256, "n_envs": 2, "checkpoint_every": 128, "eval_every": 64,
+                "eval_episodes": 2, "final_eval_episodes": 2, "algo_kwargs": algo_kwargs, "progress_bar": False, **rl}
+    return TrainPolicyConfig(task=task, output_dir=str(tmp_path / "run"), seeds=[0], reward=TINY_REWARD,
+                             rl=RLConfig(**settings), env_kwargs=SHORT_EPISODES)
+
+
+def scalar_tags(run_dir: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for events in run_dir.glob("tensorboard/*/events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    return tags
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "task", "reward"),
+    [("ppo", "cartpole-upright", "vlm"), ("dqn", "cartpole-upright", "ground_truth"), ("sac", "mountaincar-peak", "vlm")],
+)
+def test_each_algorithm_trains_logs_and_evaluates(tmp_path, algorithm, task, reward):
+    cfg = small_cfg(tmp_path, algorithm, task)
+    cfg.reward = RewardConfig(**{**TINY_REWARD.__dict__, "source": reward})
+    summary = main(["--config", str(write_yaml(tmp_path, cfg))])
+
+    run = Path(cfg.output_dir) / "seed_0"
+    result = json.loads((run / "final" / "eval.json").read_text())
+    assert result["num_timesteps"] == 256 and result["episodes"] == 2 and result["algorithm"] == algorithm
+    assert len(result["returns"]) == 2 and 0.0 <= result["success_rate"] <= 1.0
+    curve = json.loads((run / "final" / "curve.json").read_text())
+    assert [p["step"] for p in curve] == [0, 64, 128, 192, 256]
+    assert (run / "final" / "model.zip").is_file()
+    assert not (run / "checkpoint").exists()  # removed once final/ is written
+    assert summary["seeds"]["0"]["gt_return_mean"] == result["gt_return_mean"]
+    tags = scalar_tags(run)
+    assert {"eval/ground_truth_return", "eval/success_rate", "train/episode_return_ground_truth",
+            "train/episode_return_training_reward", "train/success_rate"} <= tags
+
+
+def write_yaml(tmp_path: Path, cfg: TrainPolicyConfig) -> Path:
+    import yaml
+
+    from rlhf.config import config_to_dict
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    return path
+
+
+def test_vlm_reward_is_what_the_agent_sees_and_ground_truth_is_logged(tmp_path):
+    cfg = small_cfg(tmp_path)
+    (trainer,) = make_trainers(cfg)
+    env = trainer.make_train_env(0)
+    env.reset()
+    _, rewards, _, infos = env.step([0, 1])
+    gt = [info["original_reward"] for info in infos]
+    # The ground-truth reward of CartPole is (1 + cos angle) / 2, near 1 just after reset.
+    assert all(0.99 < g <= 1.0 for g in gt)
+    assert [float(r) for r in rewards] == pytest.approx([info["model_reward"] for info in infos])
+    assert rewards.tolist() != pytest.approx(gt)
+    env.close()
+
+
+def test_resume_after_a_crash_continues_from_the_checkpoint(tmp_path, monkeypatch):
+    cfg = small_cfg(tmp_path, "dqn", total_timesteps=512, checkpoint_every=128)
+    cfg.reward = RewardConfig(source="ground_truth")
+    (trainer,) = make_trainers(cfg)
+    saved = []
+    original_save = Trainer.save_checkpoint
+
+    def save_then_crash(self, model):
+        original_save(self, model)
+        saved.append((model.num_timesteps, model.replay_buffer.size()))
+        if len(saved) == 2:
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    monkeypatch.setattr(Trainer, "save_checkpoint", original_save)
+    step_at_kill, buffer_at_kill = saved[-1]
+    assert step_at_kill == 256
+    state = json.loads((Path(cfg.output_dir) / "seed_0" / "checkpoint" / "state.json").read_text())
+    assert state["num_timesteps"] == 256
+
+    (resumed,) = make_trainers(cfg)
+    model = resumed._build_or_resume()
+    assert model.num_timesteps == 256 and model.replay_buffer.size() == buffer_at_kill
+    model.get_env().close()
+    result = resumed.train()
+    assert result["num_timesteps"] == 512
+    steps = [p["step"] for p in resumed.curve]
+    assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == 512  # nothing lost, nothing twice
+
+
+def test_recipe_resumes_after_sigkill(tmp_path):
+    cfg = small_cfg(tmp_path, "ppo", total_timesteps=2048, checkpoint_every=128, eval_every=128)
+    cfg.reward = RewardConfig(source="ground_truth")
+    config = write_yaml(tmp_path, cfg)
+    cmd = [sys.executable, str(RECIPES / "train_policy.py"), "--config", str(config)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    state_file = Path(cfg.output_dir) / "seed_0" / "checkpoint" / "state.json"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not state_file.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert state_file.exists(), proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "no checkpoint"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    killed_at = json.loads(state_file.read_text())["num_timesteps"]
+    assert 0 < killed_at < 2048, "the run finished before it could be killed; make it longer"
+
+    out = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"resumed from checkpoint at step {killed_at}" in out.stderr
+    result = json.loads((Path(cfg.output_dir) / "seed_0" / "final" / "eval.json").read_text())
+    assert result["num_timesteps"] == 2048
+
+
+def test_bad_input_fails_before_training(tmp_path):
+    def expect(error, match, **changes):
+        cfg = small_cfg(tmp_path)
+        for key, value in changes.items():
+            target, field = (cfg.rl, key[3:]) if key.startswith("rl_") else (cfg, key)
+            setattr(target, field, value)
+        with pytest.raises(error, match=match):
+            make_trainers(cfg)
+        assert not (Path(cfg.output_dir) / "seed_0" / "checkpoint").exists()
+
+    expect(RLConfigError, "algorithm: unknown 'a2c'", rl_algorithm="a2c")
+    expect(ValueError, "config key 'task': unknown task 'cartpole-sideways'", task="cartpole-sideways")
+    expect(RLConfigError, "algo_kwargs.n_step: not an argument of PPO", rl_algo_kwargs={"n_step": 32})
+    expect(RLConfigError, r"total_timesteps=250 is not a multiple of n_envs \* n_steps = 64", rl_total_timesteps=250)
+    expect(RLConfigError, r"checkpoint_every=100 is not a multiple", rl_checkpoint_every=100)
+    bad_model = small_cfg(tmp_path)
+    bad_model.reward = RewardConfig(model="ViT-Nonexistent-99")
+    with pytest.raises(ValueError, match="unknown open_clip model 'ViT-Nonexistent-99'"):
+        make_trainers(bad_model)
+    sac_on_cartpole = small_cfg(tmp_path, "sac")
+    sac_on_cartpole.reward = RewardConfig(source="ground_truth")
+    (trainer,) = make_trainers(sac_on_cartpole)
+    with pytest.raises(RLConfigError, match="'sac' needs a continuous"):
+        trainer.train()
+
+
+def test_run_directory_of_another_run_is_refused(tmp_path):
+    cfg = small_cfg(tmp_path)
+    make_trainers(cfg)
+    other = small_cfg(tmp_path, "dqn")
+    with pytest.raises(RunDirectoryMismatch, match="config differs in: .*rl"):
+        make_trainers(other)

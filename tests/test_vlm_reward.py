@@ -155,28 +155,35 @@ def test_preprocessing_matches_open_clip_transform_at_model_size(clip):
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
 
 
-def test_resized_preprocessing_matches_open_clip_transform(clip):
-    """Resizing a larger frame to the model's size agrees with open_clip's PIL pipeline to about one level."""
-    cfg = open_clip.get_model_preprocess_cfg(clip.model)
-    frame = np.random.default_rng(4).integers(0, 256, size=(80, 80, 3), dtype=np.uint8)
-    reference = open_clip.image_transform(32, is_train=False, mean=cfg["mean"], std=cfg["std"])(Image.fromarray(frame))
+@pytest.mark.parametrize("resize_mode", ["shortest", "squash", "longest"])
+@pytest.mark.parametrize("shape", [(50, 90), (90, 50), (80, 80), (20, 24)])
+def test_resized_preprocessing_matches_open_clip_transform(resize_mode, shape):
+    """Any frame size and resize mode agrees with open_clip's own (PIL) eval transform."""
+    cfg = {"size": 32, "mean": (0.5, 0.4, 0.3), "std": (0.25, 0.2, 0.3), "resize_mode": resize_mode, "fill_color": 7}
+    frame = np.random.default_rng(4).integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+    transform = open_clip.image_transform(
+        32, is_train=False, mean=cfg["mean"], std=cfg["std"], resize_mode=resize_mode, fill_color=7
+    )
+    reference = transform(Image.fromarray(frame))
     ours = FramePreprocessor(cfg, "cpu")(torch.from_numpy(frame).permute(2, 0, 1)[None])[0]
-    one_level = 1 / 255 / min(cfg["std"])
-    assert (ours - reference).abs().max() <= one_level + 1e-5
+    assert ours.shape == reference.shape == (3, 32, 32)
+    levels = (ours - reference).abs() * torch.tensor(cfg["std"]).view(3, 1, 1) * 255  # in 0..255 pixel levels
+    # Within one level (rounding) almost everywhere; squashing a portrait frame leaves 0.3% of pixels up to
+    # 5 levels apart (PIL and torch round their separable resize passes differently).
+    assert (levels <= 1 + 1e-3).float().mean() >= 0.995
+    assert levels.mean() <= 0.25 and levels.max() <= 6
 
 
-def test_resize_crops_the_center_like_open_clip():
-    """A wide frame is center-cropped to a square before resizing (resize_mode 'shortest')."""
+def test_resize_crops_the_center():
+    """A wide frame is center-cropped to a square (resize_mode 'shortest')."""
     cfg = {"size": 32, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "resize_mode": "shortest"}
     frame = np.zeros((64, 128, 3), dtype=np.uint8)
     frame[:, 32:96] = 255  # the central square is white, the sides black
     x = FramePreprocessor(cfg, "cpu")(torch.from_numpy(frame).permute(2, 0, 1)[None])
     assert x.shape == (1, 3, 32, 32)
-    torch.testing.assert_close(x, torch.ones_like(x), atol=1e-5, rtol=0)
-    reference = open_clip.image_transform(32, is_train=False, mean=cfg["mean"], std=cfg["std"])(Image.fromarray(frame))
-    # open_clip resizes the whole frame then crops, so the black sides bleed into the outermost
-    # columns; cropping first (cheaper) differs only there.
-    torch.testing.assert_close(x[0, :, :, 1:-1], reference[:, :, 1:-1], atol=1e-5, rtol=0)
+    # inside white; the outermost columns take a little of the black sides through the resize filter
+    torch.testing.assert_close(x[..., 1:-1], torch.ones_like(x[..., 1:-1]), atol=1e-5, rtol=0)
+    assert x.min() > 0.9
 
 
 def test_embeddings_on_request(clip, frames):

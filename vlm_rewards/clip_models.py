@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import open_clip
 import torch
-import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 from safetensors.torch import save_file
+from torchvision.transforms import InterpolationMode
 
 from rlhf.artifacts import atomic_path
 from rlhf.models import ModelNotAvailableError
@@ -196,11 +197,12 @@ def frames_to_tensor(frames: Any) -> torch.Tensor:
 class FramePreprocessor:
     """uint8 ``(N, 3, H, W)`` frames → the model's normalized float input, as tensor ops on one device.
 
-    Follows the model's own preprocess config: resize mode (``shortest``: resize + center crop,
-    ``squash``, ``longest``: resize + pad), interpolation, mean and std. Cropping happens on the uint8
-    frames before a single interpolate call (on uint8 on CPU), conversion to float happens only at the
-    model's input size, and the ``/255``, ``-mean`` and ``/std`` steps are folded into one multiply-add,
-    so preprocessing costs little next to the image tower.
+    Follows the model's own preprocess config the way open_clip's eval transform does (resize mode
+    ``shortest``: resize the short side + center crop; ``squash``; ``longest``: resize the long side +
+    pad with ``fill_color``; interpolation; mean and std), but on whole batches: torchvision resizes
+    the uint8 frames (antialiased; on CPU this matches open_clip's PIL pipeline to ±1 level), floats
+    appear only at the model's input size, and ``/255``, ``-mean`` and ``/std`` are folded into one
+    multiply-add, so preprocessing costs little next to the image tower.
     """
 
     def __init__(self, preprocess_cfg: dict, device: torch.device | str):
@@ -210,8 +212,8 @@ class FramePreprocessor:
         if self.resize_mode not in ("shortest", "squash", "longest"):
             raise ValueError(f"preprocess_cfg.resize_mode: unsupported {self.resize_mode!r}")
         interpolation = preprocess_cfg.get("interpolation", "bicubic")
-        self.mode = interpolation if interpolation in ("bicubic", "bilinear") else "bilinear"
-        self.fill = float(preprocess_cfg.get("fill_color", 0))
+        self.interpolation = InterpolationMode.BICUBIC if interpolation == "bicubic" else InterpolationMode.BILINEAR
+        self.fill = int(preprocess_cfg.get("fill_color", 0))
         mean = torch.tensor(preprocess_cfg["mean"], dtype=torch.float32, device=device).view(1, 3, 1, 1)
         std = torch.tensor(preprocess_cfg["std"], dtype=torch.float32, device=device).view(1, 3, 1, 1)
         # (x / 255 - mean) / std == x * scale + shift
@@ -219,34 +221,34 @@ class FramePreprocessor:
         self.shift = -mean / std
         self.device = torch.device(device)
 
+    def _resize(self, frames: torch.Tensor, size: list[int]) -> torch.Tensor:
+        if list(frames.shape[-2:]) == list(size):
+            return frames
+        return TF.resize(frames, size, interpolation=self.interpolation, antialias=True)
+
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """Preprocess validated uint8 ``(N, 3, H, W)`` frames (see :func:`frames_to_tensor`)."""
         th, tw = self.size
         h, w = frames.shape[-2:]
         frames = frames.to(self.device, non_blocking=True)
-        pad = None
-        if self.resize_mode == "shortest":
-            scale = max(th / h, tw / w)
-            ch, cw = min(h, round(th / scale)), min(w, round(tw / scale))
-            top, left = (h - ch) // 2, (w - cw) // 2
-            frames = frames[..., top : top + ch, left : left + cw]
-            out_size = (th, tw)
-        elif self.resize_mode == "longest":
-            scale = min(th / h, tw / w)
-            out_size = (round(h * scale), round(w * scale))
-            pad = (th - out_size[0], tw - out_size[1])
-        else:
-            out_size = (th, tw)
-        if tuple(frames.shape[-2:]) != out_size:
-            if self.device.type == "cpu":
-                # uint8 in, uint8 out: torch's CPU uint8 antialiased resize matches PIL (what open_clip's own
-                # transform uses) to ±1 level and is several times faster than resizing floats.
-                frames = F.interpolate(frames, size=out_size, mode=self.mode, antialias=True)
+        if self.resize_mode == "squash":
+            frames = self._resize(frames, [th, tw])
+        elif self.resize_mode == "shortest":
+            # open_clip: Resize(short side) for square targets, ResizeKeepRatio otherwise; then CenterCrop.
+            if th == tw:
+                short, long = min(h, w), max(h, w)
+                long_new = int(th * long / short)  # torchvision's rounding for Resize(int)
+                size = [th, long_new] if h <= w else [long_new, th]
             else:
-                frames = F.interpolate(frames.float(), size=out_size, mode=self.mode, antialias=True)
-                frames = frames.clamp_(0.0, 255.0)  # bicubic overshoots; PIL clamps to 0..255
-        x = frames.float()
-        if pad is not None and any(pad):
-            top, left = pad[0] // 2, pad[1] // 2
-            x = F.pad(x, (left, pad[1] - left, top, pad[0] - top), value=self.fill)
-        return torch.addcmul(self.shift, x, self.scale)
+                ratio = min(h / th, w / tw)
+                size = [round(h / ratio), round(w / ratio)]
+            frames = TF.center_crop(self._resize(frames, size), [th, tw])
+        else:  # longest: open_clip's ResizeKeepRatio(longest=1) + CenterCropOrPad(fill)
+            ratio = max(h / th, w / tw)
+            frames = self._resize(frames, [round(h / ratio), round(w / ratio)])
+            nh, nw = frames.shape[-2:]
+            if nh < th or nw < tw:
+                pad_w, pad_h = max(tw - nw, 0), max(th - nh, 0)
+                frames = TF.pad(frames, [pad_w // 2, pad_h // 2, (pad_w + 1) // 2, (pad_h + 1) // 2], fill=self.fill)
+            frames = TF.center_crop(frames, [th, tw])
+        return torch.addcmul(self.shift, frames.float(), self.scale)

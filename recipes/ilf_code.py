@@ -1,0 +1,40 @@
+"""ILF for code (Chen et al. 2023/2024): one round of feedback → π_Refine refinements → unit-test selection →
+fine-tuning π_θ, with pass@k before and after. All the work is in ``language_feedback.code_ilf``.
+
+    python recipes/ilf_code.py --config recipes/configs/ilf_code_cpu.yaml
+    accelerate launch --config_file recipes/accelerate/<config>.yaml recipes/ilf_code.py \\
+        --config recipes/configs/ilf_code_gpu.yaml --mbpp_path /path/to/mbpp.jsonl
+
+Any config key can be overridden on the command line (``--eval_samples 20``, ``--policy_sft.lr 1e-5``). A rerun
+with the same config and ``run_dir`` resumes at the first unfinished stage. Prints pass@k before/after and writes
+``<run_dir>/results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from accelerate import Accelerator
+
+from language_feedback.code_ilf import CodeILFConfig, run_code_ilf
+from rlhf.config import load_config
+
+
+def main(argv: list[str] | None = None) -> dict:
+    config = load_config(CodeILFConfig, argv)
+    accelerator = Accelerator()
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s")
+    results = run_code_ilf(config, accelerator)
+    if accelerator.is_main_process:
+        for stage in ("refiner", "drafts", "feedback", "refinements", "policy"):
+            print(f"{stage}: {json.dumps(results.get(stage, {}))}")
+        for name, pair in results.get("pass_at_k", {}).items():
+            print(f"{name}: before {pair['before']:.3f} after {pair['after']:.3f}")
+        print(f"results: {config.run_dir}/results.json")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -238,6 +238,10 @@ def test_bad_input_errors(clip, frames):
         rm.reward_from_embeddings(torch.randn(4, 16))
     with pytest.raises(ValueError, match="unknown open_clip model"):
         load_open_clip("no-such-model")
+    bad_cfg = tiny_vit_clip_config()
+    bad_cfg["vision_cfg"]["colour"] = "red"
+    with pytest.raises(ValueError, match="open_clip model config dict.*colour"):
+        load_open_clip(bad_cfg)
 
 
 def test_nan_embeddings_raise(frames):

@@ -64,7 +64,10 @@ def load_open_clip(
         for key in ("embed_dim", "vision_cfg", "text_cfg"):
             if key not in model_cfg:
                 raise ValueError(f"open_clip model config dict is missing {key!r} (has {sorted(model_cfg)})")
-        model = open_clip.CLIP(**copy.deepcopy(model_cfg)).to(device)
+        try:
+            model = open_clip.CLIP(**copy.deepcopy(model_cfg)).to(device)
+        except TypeError as e:  # unknown keys surface as unexpected keyword arguments
+            raise ValueError(f"open_clip model config dict: {e}") from None
         cfg = {**_default_preprocess_cfg(), "size": model.visual.image_size, **(preprocess_cfg or {})}
         open_clip.set_model_preprocess_cfg(model, cfg)
         context_length = model_cfg["text_cfg"].get("context_length", 77)
@@ -78,7 +81,12 @@ def load_open_clip(
         if pretrained is not None:
             raise ValueError(f"pretrained={pretrained!r} given with checkpoint directory {path}; its weights are used")
         name = f"local-dir:{path}"
-        model_cfg = json.loads((path / CONFIG_FILE).read_text())["model_cfg"]
+        try:
+            model_cfg = json.loads((path / CONFIG_FILE).read_text())["model_cfg"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(
+                f"{path / CONFIG_FILE}: not a valid open_clip config (needs a 'model_cfg' object): {e}"
+            ) from e
     else:
         if source not in open_clip.list_models():
             raise ValueError(
@@ -123,8 +131,7 @@ def save_open_clip(
     if not isinstance(tokenizer, open_clip.SimpleTokenizer):
         # An HF tokenizer would need its files copied next to the weights; not needed for the towers used here.
         raise TypeError(f"saving models with a {type(tokenizer).__name__} tokenizer is not supported")
-    preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(clip.model))
-    config = {"model_cfg": clip.model_cfg, "preprocess_cfg": _jsonable(preprocess_cfg)}
+    config = {"model_cfg": clip.model_cfg, "preprocess_cfg": dict(open_clip.get_model_preprocess_cfg(clip.model))}
     if extra:
         config["vlm_rewards"] = extra
     state = {k: v.detach().to("cpu").contiguous() for k, v in clip.model.state_dict().items()}
@@ -135,14 +142,6 @@ def save_open_clip(
         for name, obj in (json_files or {}).items():
             (tmp / name).write_text(json.dumps(obj, indent=2, default=str) + "\n")
     return Path(path)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (tuple, list)):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 def _default_preprocess_cfg() -> dict:

@@ -53,8 +53,7 @@ from train_policy import (
 from rlhf.artifacts import RunDir, write_json_atomic, write_text_atomic
 from rlhf.config import config_to_dict, load_config
 from rlhf.curves import aggregate, first_step_reaching, plot_aggregates, write_aggregates_csv
-from rlhf.metrics import epic_distance
-from rlhf.rl import RLConfig, load_run_outputs, validate_rl_config
+from rlhf.rl import RLConfig, load_run_outputs, state_reward_epic, validate_rl_config
 from vlm_rewards import load_open_clip, small_conv_clip_config
 from vlm_rewards.finetune import FinetuneConfig, finetune_clip
 
@@ -151,8 +150,7 @@ def build_clip(cfg: QuickstartConfig, data_dir: Path, out: Path) -> None:
 def build_reward_quality(cfg: QuickstartConfig, clip_dir: Path, out: Path) -> None:
     """EPIC distance between the CLIP reward and the ground truth on fresh uniform states.
 
-    Both rewards depend only on the state reached, so the reward of a transition is a lookup of the
-    next state's value; transitions and coverage samples are indices into the scored states.
+    Both rewards depend only on the state reached (see ``rlhf.rl.state_reward_epic``).
     """
     task = get_task_or_raise(cfg.task)
     states = sample_states(task, cfg.epic_states, cfg.data.seed + 1)
@@ -160,20 +158,20 @@ def build_reward_quality(cfg: QuickstartConfig, clip_dir: Path, out: Path) -> No
     reward_model = build_reward_model(dataclasses.replace(cfg.reward, model=str(clip_dir), model_config=None), task)
     vlm = reward_model(frames).numpy().astype(float)
     gt = task.rewards(states)
-    rng = np.random.default_rng(cfg.data.seed + 2)
-    n = len(states)
-    idx = np.arange(n)
-    next_idx = rng.permutation(n)
-    dummy_actions = np.zeros(n)
-
-    def lookup(values: np.ndarray):
-        return lambda s, a, s2: values[s2.astype(int)]
-
-    epic = epic_distance(lookup(vlm), lookup(gt), idx, dummy_actions, next_idx, idx, dummy_actions)
-    write_json_atomic(out / "reward_quality.json", {"epic_distance": epic, "states": n, "alpha": cfg.reward.alpha,
+    epic = state_reward_epic(vlm, gt, seed=cfg.data.seed + 2)
+    write_json_atomic(out / "reward_quality.json", {"epic_distance": epic, "states": len(states), "alpha": cfg.reward.alpha,
                                                      "goal_prompts": reward_model.goal_prompts,
                                                      "baseline_prompts": reward_model.baseline_prompts})
     np.savez(out / "rewards.npz", states=states, vlm_reward=vlm, gt_reward=gt)
+
+
+def ratio_of_steps(steps: float, baseline_steps: float) -> float:
+    """``steps / baseline_steps``; 1 when both reach the threshold before training (step 0), inf/nan if never."""
+    if not math.isfinite(baseline_steps):
+        return math.nan
+    if baseline_steps == 0:
+        return 1.0 if steps == 0 else math.inf
+    return steps / baseline_steps
 
 
 def report(cfg: QuickstartConfig, run: RunDir, wall_seconds: float, cpu_seconds: float) -> dict:
@@ -192,7 +190,7 @@ def report(cfg: QuickstartConfig, run: RunDir, wall_seconds: float, cpu_seconds:
     finetune = json.loads((run.stage_path("clip") / "metrics.json").read_text())
 
     return_ratio = float(returns["vlm_reward"].mean() / returns["ground_truth"].mean())
-    steps_ratio = steps_to["vlm_reward"] / steps_to["ground_truth"] if math.isfinite(steps_to["ground_truth"]) else math.nan
+    steps_ratio = ratio_of_steps(steps_to["vlm_reward"], steps_to["ground_truth"])
     checks = [
         ("final ground-truth return, VLM / ground-truth agent", return_ratio, ">=", t.final_return_ratio),
         (f"steps to {t.threshold_fraction:.0%} of max return, VLM / ground-truth agent", steps_ratio, "<=", t.steps_ratio),
@@ -221,7 +219,7 @@ def report(cfg: QuickstartConfig, run: RunDir, wall_seconds: float, cpu_seconds:
     table = "\n".join(lines)
 
     out = Path(cfg.output_dir)
-    write_aggregates_csv(out / "curves.csv", aggregates, "gt_return")
+    write_aggregates_csv(out / "curves.csv", {"gt_return": aggregates, "success_rate": success_aggregates})
     plot_aggregates(
         out / "returns.png",
         {"ground-truth return": aggregates, "success rate (pole within 12°)": success_aggregates},

@@ -83,21 +83,25 @@ def first_step_reaching(steps: Sequence[float], values: Sequence[float], thresho
     return math.inf
 
 
-def aggregates_to_csv(aggregates: Mapping[str, Mapping[str, np.ndarray]], metric: str) -> str:
-    """CSV text with one row per (method, step): the columns of :func:`aggregate`."""
+def aggregates_to_csv(by_metric: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]) -> str:
+    """CSV text, one row per (metric, method, step) with the columns of :func:`aggregate`.
+
+    ``by_metric`` maps a metric name to ``{method: aggregate(...)}``.
+    """
     out = io.StringIO()
     columns = ["step", "runs", "mean", "std", "min", "max", "iqm", "iqm_low", "iqm_high"]
     writer = csv.writer(out)
-    writer.writerow(["method", "metric", *columns])
-    for method, agg in aggregates.items():
-        for t in range(len(agg["step"])):
-            writer.writerow([method, metric, *(_fmt(agg[c][t]) for c in columns)])
+    writer.writerow(["metric", "method", *columns])
+    for metric, aggregates in by_metric.items():
+        for method, agg in aggregates.items():
+            for t in range(len(agg["step"])):
+                writer.writerow([metric, method, *(_fmt(agg[c][t]) for c in columns)])
     return out.getvalue()
 
 
-def write_aggregates_csv(path: str | Path, aggregates: Mapping[str, Mapping[str, np.ndarray]], metric: str) -> Path:
+def write_aggregates_csv(path: str | Path, by_metric: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]) -> Path:
     """Write :func:`aggregates_to_csv` atomically."""
-    return write_text_atomic(path, aggregates_to_csv(aggregates, metric))
+    return write_text_atomic(path, aggregates_to_csv(by_metric))
 
 
 def _fmt(x: float) -> str | int:

@@ -41,6 +41,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
 from rlhf.artifacts import RunDir, atomic_path, write_json_atomic
+from rlhf.metrics import epic_distance
 
 logger = logging.getLogger(__name__)
 
@@ -419,3 +420,24 @@ def load_run_outputs(run_dir: str | Path) -> dict[str, Any]:
         out[name] = json.loads(path.read_text())
     return out
 
+
+
+def state_reward_epic(values_a: np.ndarray, values_b: np.ndarray, gamma: float = 0.99, seed: int = 0) -> float:
+    """EPIC distance between two rewards of the reached state only, given their values on the same N states.
+
+    E.g. a VLM reward of the rendered frame and a ground-truth reward of the simulator state. The states
+    serve as next states (in a random pairing with origins) and as the coverage distribution; each
+    transition's reward is a lookup of its next state's value, so no reward is evaluated twice.
+    """
+    values_a, values_b = np.asarray(values_a, float), np.asarray(values_b, float)
+    if values_a.shape != values_b.shape or values_a.ndim != 1:
+        raise ValueError(f"state_reward_epic: need two equal 1-D value arrays, got {values_a.shape}, {values_b.shape}")
+    n = len(values_a)
+    idx = np.arange(n)
+    next_idx = np.random.default_rng(seed).permutation(n)
+    actions = np.zeros(n)
+
+    def lookup(values: np.ndarray) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+        return lambda s, a, s2: values[s2.astype(int)]
+
+    return epic_distance(lookup(values_a), lookup(values_b), idx, actions, next_idx, idx, actions, gamma=gamma)

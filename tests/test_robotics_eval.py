@@ -1,0 +1,117 @@
+"""The robotics eval scripts and the quickstart produce their files from real (tiny) runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+sys.path.insert(0, str(RECIPES))
+sys.path.insert(0, str(RECIPES / "eval"))
+
+import reward_quality
+import sample_efficiency
+from train_policy import RewardConfig, TrainPolicyConfig, make_trainers
+
+from rlhf.rl import RLConfig
+from vlm_rewards import load_open_clip, save_open_clip, tiny_vit_clip_config
+
+torch.set_num_threads(1)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def two_methods(tmp_path_factory) -> Path:
+    """Two methods x two seeds of real 128-step PPO runs on CartPole (ground truth, and a tiny CLIP reward)."""
+    root = tmp_path_factory.mktemp("runs")
+    rl = RLConfig(total_timesteps=128, n_envs=2, checkpoint_every=64, eval_every=32, eval_episodes=2,
+                  final_eval_episodes=2, algo_kwargs={"n_steps": 16, "batch_size": 32, "n_epochs": 1}, progress_bar=False)
+    for method, reward in [("gt", RewardConfig(source="ground_truth")),
+                           ("vlm", RewardConfig(model_config=tiny_vit_clip_config(), render_size=32))]:
+        cfg = TrainPolicyConfig(output_dir=str(root / method), seeds=[0, 1], reward=reward, rl=rl,
+                                env_kwargs={"max_episode_steps": 16})
+        for trainer in make_trainers(cfg):
+            trainer.train()
+    return root
+
+
+def test_sample_efficiency_writes_csv_json_png(two_methods, tmp_path):
+    out = tmp_path / "se"
+    final = sample_efficiency.main(["--runs", f"{{gt: '{two_methods}/gt/seed_*', vlm: '{two_methods}/vlm/seed_*'}}",
+                                    "--output_dir", str(out), "--n_boot", "200"])
+    rows = list(csv.DictReader((out / "sample_efficiency.csv").open()))
+    # 2 metrics x 2 methods x 5 evaluation points (steps 0, 32, 64, 96, 128)
+    assert len(rows) == 20
+    assert {(r["metric"], r["method"]) for r in rows} == {(m, k) for m in ("gt_return", "success_rate") for k in ("gt", "vlm")}
+    gt_curves = [json.loads((two_methods / "gt" / f"seed_{s}" / "final" / "curve.json").read_text()) for s in (0, 1)]
+    first = next(r for r in rows if r["metric"] == "gt_return" and r["method"] == "gt" and r["step"] == "64")
+    values = [next(p["gt_return"] for p in c if p["step"] == 64) for c in gt_curves]
+    assert float(first["mean"]) == pytest.approx(np.mean(values), rel=1e-5)
+    assert float(first["min"]) <= float(first["iqm_low"]) <= float(first["iqm"]) <= float(first["iqm_high"]) <= float(first["max"])
+    assert final["gt"]["seeds"] == 2 and len(final["vlm"]["gt_return"]["per_seed"]) == 2
+    assert json.loads((out / "final.json").read_text())["gt"]["gt_return"]["iqm"] == final["gt"]["gt_return"]["iqm"]
+    assert (out / "sample_efficiency.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_sample_efficiency_names_a_pattern_without_runs(two_methods, tmp_path):
+    with pytest.raises(FileNotFoundError, match="runs.typo"):
+        sample_efficiency.main(["--runs", f"{{typo: '{two_methods}/nothing_*'}}", "--output_dir", str(tmp_path)])
+
+
+def test_reward_quality_sweeps_alpha_and_models_and_draws_the_pose_matrix(tmp_path):
+    torch.manual_seed(0)
+    clip = load_open_clip(tiny_vit_clip_config())
+    save_open_clip(clip, tmp_path / "ckpt")
+    out = tmp_path / "rq"
+    summary = reward_quality.main([
+        "--task", "cartpole-upright", "--output_dir", str(out), "--states", "48", "--render_size", "32",
+        "--alphas", "[0.0, 1.0]", "--x_state_index", "2",
+        "--models", f"[{{name: saved, model: '{tmp_path / 'ckpt'}'}}, {{name: config, model_config: {json.dumps(tiny_vit_clip_config())}}}]",
+        "--matrix_tasks", "[humanoid-kneeling, humanoid-standing]",
+    ])
+    rows = list(csv.DictReader((out / "epic.csv").open()))
+    assert [(r["model"], float(r["alpha"])) for r in rows] == [("saved", 0.0), ("saved", 1.0), ("config", 0.0), ("config", 1.0)]
+    assert all(0.0 <= float(r["epic_distance"]) <= 1.0 for r in rows)
+    # The saved checkpoint and the config-built model have different weights: different rewards.
+    assert rows[0]["epic_distance"] != rows[2]["epic_distance"]
+    for name in ("epic.png", "reward_vs_ground_truth.png", "goal_pose_matrix_saved.png", "goal_pose_matrix_config.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
+    matrix = list(csv.reader((out / "goal_pose_matrix_saved.csv").open()))
+    assert [row[0] for row in matrix[1:]] == ["humanoid-kneeling", "humanoid-standing"] and len(matrix[1]) == 3
+    assert summary["goal_pose_matrix"]["saved"]["tasks"] == 2
+
+
+def test_reward_quality_rejects_unknown_state_source(tmp_path):
+    with pytest.raises(ValueError, match="state_source"):
+        reward_quality.main(["--output_dir", str(tmp_path), "--state_source", "random", "--states", "8",
+                             "--models", f"[{{name: m, model_config: {json.dumps(tiny_vit_clip_config())}}}]"])
+
+
+def test_quickstart_end_to_end_tiny(tmp_path):
+    import quickstart
+
+    out = tmp_path / "qs"
+    summary = quickstart.main([
+        "--output_dir", str(out), "--seeds", "[0]", "--workers", "1",
+        "--data.pairs", "64", "--data.render_size", "32", "--clip_model", json.dumps(tiny_vit_clip_config()),
+        "--finetune.epochs", "1", "--finetune.batch_size", "16", "--finetune.progress", "false",
+        "--reward.render_size", "32", "--epic_states", "32",
+        "--rl.total_timesteps", "128", "--rl.n_envs", "2", "--rl.checkpoint_every", "64", "--rl.eval_every", "64",
+        "--rl.eval_episodes", "2", "--rl.final_eval_episodes", "2",
+        "--rl.algo_kwargs", "{n_steps: 16, batch_size: 32, n_epochs: 1}",
+    ])
+    assert [t["name"].split(",")[0] for t in summary["targets"]][:3] == [
+        "final ground-truth return", "steps to 95% of max return", "EPIC distance"]
+    assert all(isinstance(t["pass"], bool) for t in summary["targets"])
+    assert 0.0 <= summary["epic_distance"] <= 1.0
+    assert len(summary["final_gt_return"]["vlm_reward"]) == len(summary["final_gt_return"]["ground_truth"]) == 1
+    assert (out / "returns.png").read_bytes()[:8] == PNG_MAGIC
+    table = (out / "table.txt").read_text()
+    assert "vlm_reward" in table and "ground_truth" in table and ("PASS" in table or "FAIL" in table)
+    assert (out / "clip" / "model" / "open_clip_config.json").is_file()

@@ -111,6 +111,9 @@ def build_sft_trainer(
         gradient_checkpointing=None,
         activation_checkpointing=settings.gradient_checkpointing,
         bf16=bf16,
+        # Without a GPU, TrainingArguments re-initialises accelerate's state as single-process unless told to
+        # use the CPU: under `accelerate launch`/torchrun on CPU each process would then train alone.
+        use_cpu=not torch.cuda.is_available(),
         logging_steps=settings.logging_steps,
         save_strategy="steps" if settings.save_steps else "no",
         save_steps=settings.save_steps or 500,

@@ -80,3 +80,44 @@ def test_bad_examples_name_the_item():
         validate_examples([{"completion": "b"}])
     with pytest.raises(ValueError, match="no examples"):
         validate_examples([])
+
+
+DDP_SCRIPT = """
+import json, sys
+from accelerate import Accelerator
+from language_feedback.finetune import SFTSettings, build_sft_trainer
+
+accelerator = Accelerator(cpu=True)
+path, out = sys.argv[1:3]
+examples = [{"prompt": f"p{i}", "completion": f" c{i}"} for i in range(4)]
+trainer = build_sft_trainer(path, examples, out + ".trainer", settings=SFTSettings(batch_size=1, report_to=[]))
+json.dump({"world_size": trainer.args.world_size, "batches": len(trainer.get_train_dataloader()),
+           "accelerator_processes": accelerator.num_processes},
+          open(f"{out}.{accelerator.process_index}.json", "w"))
+"""
+
+
+def test_trainer_is_data_parallel_under_accelerate_launch_on_cpu(tiny_lm_path, tmp_path):
+    # Without a GPU, TrainingArguments resets accelerate's state; unless told to use the CPU it silently makes
+    # every launched process train alone on all the data (and breaks later barriers).
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+           str(script), tiny_lm_path, str(tmp_path / "out")]
+    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
+    proc = subprocess.run(cmd, check=False, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"out.{rank}.json").read_text())
+        # 4 examples, batch 1 per process, 2 processes: 2 batches each; the recipe's accelerator still sees 2
+        assert result == {"world_size": 2, "batches": 2, "accelerator_processes": 2}

@@ -2,8 +2,9 @@
 fine-tuning π_θ, with pass@k before and after. All the work is in ``language_feedback.code_ilf``.
 
     python recipes/ilf_code.py --config recipes/configs/ilf_code_cpu.yaml
-    accelerate launch --config_file recipes/accelerate/<config>.yaml recipes/ilf_code.py \\
+    accelerate launch --config_file recipes/accelerate/multi_gpu.yaml recipes/ilf_code.py \\
         --config recipes/configs/ilf_code_gpu.yaml --mbpp_path /path/to/mbpp.jsonl
+    accelerate launch --multi_gpu --num_processes 2 recipes/ilf_code.py --config ...   # 2 CPU processes (gloo)
 
 Any config key can be overridden on the command line (``--eval_samples 20``, ``--policy_sft.lr 1e-5``). A rerun
 with the same config and ``run_dir`` resumes at the first unfinished stage. Prints pass@k before/after and writes
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 
+import torch
 from accelerate import Accelerator
 
 from language_feedback.code_ilf import CodeILFConfig, run_code_ilf
@@ -23,7 +25,9 @@ from rlhf.config import load_config
 
 def main(argv: list[str] | None = None) -> dict:
     config = load_config(CodeILFConfig, argv)
-    accelerator = Accelerator()
+    # cpu=True without a GPU: under `accelerate launch --multi_gpu --num_processes N` on a CPU machine the
+    # processes then form one gloo group (MULTI_CPU) instead of N unrelated single-process runs.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
     results = run_code_ilf(config, accelerator)

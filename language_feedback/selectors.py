@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from language_feedback.prompts import instructrm_prompts
 from rlhf.reward import PromptCompletion, RewardModel
@@ -118,8 +119,16 @@ class InstructRMSelector(Selector):
 
     name = "instructrm"
 
-    def __init__(self, model, tokenizer, *, noun: str = "summary", batch_size: int = 8, use_chat_template: bool | None = None):
+    def __init__(
+        self, model, tokenizer, *, noun: str = "summary", batch_size: int = 8, use_chat_template: bool | None = None,
+        phrasings: int = 0, progress: bool = True,
+    ):
         self.model, self.tokenizer, self.noun, self.batch_size = model, tokenizer, noun, batch_size
+        n_questions = len(instructrm_prompts("", "", "", ""))
+        if not 0 <= phrasings <= n_questions:
+            raise ValueError(f"InstructRM: phrasings must be between 1 and {n_questions} (0 = all), got {phrasings}")
+        # Fewer phrasings cost proportionally less compute (each is one full prompt) at the price of a noisier score.
+        self.phrasings, self.progress = phrasings or n_questions, progress
         if use_chat_template is None:
             use_chat_template = getattr(tokenizer, "chat_template", None) is not None
         self.use_chat_template = use_chat_template
@@ -148,7 +157,7 @@ class InstructRMSelector(Selector):
             self._format(p)
             for item in items
             for c in item.candidates
-            for p in instructrm_prompts(item.context, item.initial, item.feedback, c, noun=self.noun)
+            for p in instructrm_prompts(item.context, item.initial, item.feedback, c, noun=self.noun)[: self.phrasings]
         ]
 
     @torch.no_grad()
@@ -168,7 +177,8 @@ class InstructRMSelector(Selector):
         model.eval()
         truncated = 0
         try:
-            for start in range(0, len(order), self.batch_size):
+            starts = range(0, len(order), self.batch_size)
+            for start in tqdm(starts, desc="instructrm", disable=not self.progress or len(starts) < 2):
                 batch = order[start : start + self.batch_size]
                 texts = [prompts[i] for i in batch]
                 enc = tok(texts, return_tensors="pt", padding=True, truncation=max_len is not None, max_length=max_len)
@@ -192,7 +202,7 @@ class InstructRMSelector(Selector):
 
     def score(self, items: Sequence[SelectionItem]) -> list[list[float]]:
         probs = self.yes_probability(self.prompts(items))
-        per_candidate = probs.view(-1, len(instructrm_prompts("", "", "", "")))
+        per_candidate = probs.view(-1, self.phrasings)
         return _unflatten(items, per_candidate.mean(-1).tolist())
 
 

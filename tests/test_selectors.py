@@ -87,6 +87,12 @@ def test_instructrm_probabilities_from_logits_match_unbatched(tiny_lm):
     scores = selector.score(ITEMS)
     assert [len(s) for s in scores] == [2, 3]
     assert scores[0][0] == pytest.approx(probs[: len(INSTRUCTRM_QUESTIONS)].mean().item(), abs=1e-6)
+    # Fewer phrasings: the first k questions, averaged.
+    two = InstructRMSelector(model, tokenizer, phrasings=2, progress=False)
+    assert len(two.prompts(ITEMS)) == 5 * 2
+    assert two.score(ITEMS)[1][2] == pytest.approx(probs[4 * len(INSTRUCTRM_QUESTIONS):][:2].mean().item(), abs=1e-6)
+    with pytest.raises(ValueError, match="phrasings must be between 1 and 4"):
+        InstructRMSelector(model, tokenizer, phrasings=9)
 
 
 def test_instructrm_reads_the_answer_token(tiny_lm):

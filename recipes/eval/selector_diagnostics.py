@@ -34,6 +34,7 @@ class SelectorDiagnosticsConfig:
     selectors: list[str] = field(default_factory=lambda: ["embedding", "instructrm"])
     embedder: str = "all-minilm-l6-v2"
     judge_model: str = "smollm2-135m-instruct"  # for instructrm
+    instructrm_phrasings: int = 0  # 0 = all question phrasings; fewer = proportionally less compute
     batch_size: int = 8
     limit: int = 0  # 0 = every input
     seed: int = 0
@@ -83,7 +84,8 @@ def build(name: str, cfg: SelectorDiagnosticsConfig, noun: str):
         from rlhf.models import load_causal_lm
 
         model, tokenizer = load_causal_lm(cfg.judge_model)
-        return make_selector("instructrm", model=model, tokenizer=tokenizer, noun=noun, batch_size=cfg.batch_size)
+        return make_selector("instructrm", model=model, tokenizer=tokenizer, noun=noun, batch_size=cfg.batch_size,
+                             phrasings=cfg.instructrm_phrasings)
     if name == "random":
         return make_selector("random", seed=cfg.seed)
     return make_selector(name)  # unknown names raise listing the known ones

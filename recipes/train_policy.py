@@ -4,6 +4,8 @@
     python recipes/train_policy.py --config ... --rl.total_timesteps 20480 --seeds [0,1,2]
     # seeds split across processes (rank r trains seeds[r::world_size]):
     accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml recipes/train_policy.py --config ...
+    # one learner (rank 0), every reward batch sharded over all processes:
+    accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml recipes/train_policy.py --config ... --shard_reward true
 
 Per seed, ``<output_dir>/seed_<s>/`` holds TensorBoard logs (training reward, ground-truth return,
 success rate), a checkpoint that a rerun resumes from, and at the end ``final/eval.json`` (ground-truth
@@ -28,8 +30,19 @@ import envs
 from envs import Task
 from rlhf.artifacts import write_json_atomic
 from rlhf.config import config_to_dict, load_config
-from rlhf.rl import GT_REWARD_KEY, GroundTruthFromState, RLConfig, Trainer, load_run_outputs, validate_rl_config
+from rlhf.reward import RewardModel
+from rlhf.rl import (
+    GT_REWARD_KEY,
+    GroundTruthFromState,
+    LeaderScoring,
+    RLConfig,
+    Trainer,
+    load_run_outputs,
+    serve_collective_scoring,
+    validate_rl_config,
+)
 from vlm_rewards import CLIPReward
+from vlm_rewards.distributed import score_distributed
 from vlm_rewards.wrappers import ORIGINAL_REWARD_KEY, CLIPRewardVecEnvWrapper, RenderFrameInInfo
 
 logger = logging.getLogger("train_policy")
@@ -61,6 +74,9 @@ class TrainPolicyConfig:
     reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
     rl: RLConfig = dataclasses.field(default_factory=RLConfig)
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # extra gym.make kwargs for the task env
+    #: Under ``accelerate launch`` with N processes: False trains seeds[r::N] on rank r; True trains every
+    #: seed on rank 0 and shards each reward batch over all N processes (one reward-model replica each).
+    shard_reward: bool = False
     torch_threads: int = 1  # per process; torch with 2 threads on 2 shared cores ran slower than with 1
 
 
@@ -133,7 +149,7 @@ def ground_truth_env_fn(task: Task, env_kwargs: dict[str, Any]) -> Callable[...,
 
 
 def train_env_factory(
-    task: Task, n_envs: int, env_kwargs: dict[str, Any], reward_model: CLIPReward | None, render_size: int
+    task: Task, n_envs: int, env_kwargs: dict[str, Any], reward_model: RewardModel | None, render_size: int
 ) -> Callable[[int], VecEnv]:
     """``seed -> VecEnv``: ground-truth reward, or the VLM reward on frames (ground truth kept in info)."""
 
@@ -156,7 +172,7 @@ def eval_env_factory(task: Task, n_envs: int, env_kwargs: dict[str, Any]) -> Cal
 
 
 def make_trainers(
-    cfg: TrainPolicyConfig, seeds: list[int] | None = None, reward_model: CLIPReward | None = None
+    cfg: TrainPolicyConfig, seeds: list[int] | None = None, reward_model: RewardModel | None = None
 ) -> list[Trainer]:
     """One :class:`Trainer` per seed, all validated (task, algorithm, model, run directories) before any trains."""
     task = validate(cfg)
@@ -200,19 +216,42 @@ def summarize(cfg: TrainPolicyConfig, results: list[dict]) -> dict:
     return summary
 
 
+def train_seeds(trainers: list[Trainer]) -> None:
+    for trainer in trainers:
+        result = trainer.train()
+        logger.info("%s: ground-truth return %.1f, success rate %.2f", trainer.name, result["gt_return_mean"],
+                    result["success_rate"])
+
+
 def main(argv: list[str] | None = None) -> dict | None:
     from accelerate import PartialState
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = load_config(TrainPolicyConfig, argv)
     torch.set_num_threads(cfg.torch_threads)
-    state = PartialState()
-    my_seeds = cfg.seeds[state.process_index :: state.num_processes]
-    trainers = make_trainers(cfg, my_seeds)
-    for trainer in trainers:
-        result = trainer.train()
-        logger.info("%s: ground-truth return %.1f, success rate %.2f", trainer.name, result["gt_return_mean"],
-                    result["success_rate"])
+    # cpu=True makes processes started by accelerate's torchrun launcher join one gloo process group.
+    state = PartialState(cpu=cfg.reward.device == "cpu" and cfg.rl.device == "cpu")
+    if cfg.shard_reward and state.num_processes > 1:
+        if cfg.reward.source != "vlm":
+            raise ValueError("config key 'shard_reward': only a VLM reward can be sharded (reward.source is "
+                             f"{cfg.reward.source!r})")
+        task = validate(cfg)
+        replica = build_reward_model(cfg.reward, task)
+
+        def collective(frames: torch.Tensor) -> torch.Tensor:
+            return score_distributed(replica, frames, state=state)
+
+        if state.is_main_process:
+            leader = LeaderScoring(collective, name=replica.name)
+            try:
+                train_seeds(make_trainers(cfg, cfg.seeds, reward_model=leader))
+            finally:
+                leader.stop()
+        else:
+            served = serve_collective_scoring(collective)
+            logger.info("process %d scored its shard of %d reward batches", state.process_index, served)
+    else:
+        train_seeds(make_trainers(cfg, cfg.seeds[state.process_index :: state.num_processes]))
     state.wait_for_everyone()
     if not state.is_main_process:
         return None

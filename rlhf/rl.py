@@ -32,6 +32,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -42,6 +43,7 @@ from tqdm.auto import tqdm
 
 from rlhf.artifacts import RunDir, atomic_path, write_json_atomic
 from rlhf.metrics import epic_distance
+from rlhf.reward import RewardModel
 
 logger = logging.getLogger(__name__)
 
@@ -441,3 +443,43 @@ def state_reward_epic(values_a: np.ndarray, values_b: np.ndarray, gamma: float =
         return lambda s, a, s2: values[s2.astype(int)]
 
     return epic_distance(lookup(values_a), lookup(values_b), idx, actions, next_idx, idx, actions, gamma=gamma)
+
+
+class LeaderScoring(RewardModel):
+    """The learner's reward model when scoring is sharded over processes: rank 0 calls it, all ranks score.
+
+    ``collective_score(frames) -> rewards`` must be called by every process with the same frames (e.g.
+    ``vlm_rewards.distributed.score_distributed``). On rank 0 each call broadcasts the uint8 frame batch,
+    then runs the collective; the other processes run :func:`serve_collective_scoring` until
+    :meth:`stop`. Needs an initialised ``torch.distributed`` process group (accelerate sets it up).
+    """
+
+    def __init__(self, collective_score: Callable[[torch.Tensor], torch.Tensor], name: str = "sharded_reward"):
+        self.collective_score, self.name = collective_score, name
+
+    def score(self, batch: Any) -> torch.Tensor:
+        frames = torch.as_tensor(np.ascontiguousarray(batch))
+        if frames.dtype != torch.uint8 or frames.ndim != 4:
+            raise ValueError(f"{self.name}: expected uint8 frames (N, H, W, C) or (N, C, H, W), got {frames.dtype} "
+                             f"{tuple(frames.shape)}")
+        torch.distributed.broadcast(torch.tensor(frames.shape, dtype=torch.int64), src=0)
+        torch.distributed.broadcast(frames, src=0)
+        return self.collective_score(frames)
+
+    def stop(self) -> None:
+        """Release the serving processes."""
+        torch.distributed.broadcast(torch.full((4,), -1, dtype=torch.int64), src=0)
+
+
+def serve_collective_scoring(collective_score: Callable[[torch.Tensor], torch.Tensor]) -> int:
+    """On ranks > 0: take part in every batch rank 0's :class:`LeaderScoring` scores; return the batch count."""
+    served = 0
+    while True:
+        header = torch.empty(4, dtype=torch.int64)
+        torch.distributed.broadcast(header, src=0)
+        if header[0] < 0:
+            return served
+        frames = torch.empty(tuple(header.tolist()), dtype=torch.uint8)
+        torch.distributed.broadcast(frames, src=0)
+        collective_score(frames)
+        served += 1

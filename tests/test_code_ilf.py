@@ -217,3 +217,23 @@ def test_tiny_round_end_to_end_and_resume_after_a_failed_stage(tmp_path, tiny_lm
     config.num_refinements = 3
     with pytest.raises(ValueError, match="num_refinements"):
         CodeILF(config)
+
+
+@pytest.mark.parametrize("source", ["execution", "critic"])
+def test_feedback_on_sampled_drafts(tmp_path, tiny_lm_path, data, source):
+    mbpp, feedback, _ = data
+    config = _tiny_config(tmp_path, tiny_lm_path, mbpp, feedback)
+    config.feedback_source, config.train_refiner, config.num_drafts = source, False, 2
+    config.draft_temperature, config.critic_max_new_tokens = 1.0, 8
+    ilf = CodeILF(config)
+    ilf._stage("drafts", ilf.drafts)
+    ilf._stage("feedback", ilf.feedback)
+    drafts = read_jsonl(tmp_path / "run" / "drafts" / "drafts.jsonl")
+    assert len(drafts) == 2 * 2  # tasks 1 and 2 (99 is missing), 2 samples each
+    rows = read_jsonl(tmp_path / "run" / "feedback" / "feedback.jsonl")
+    failing = read_jsonl(tmp_path / "run" / "drafts" / "failing.jsonl")
+    assert len(rows) == len(failing) > 0 and all(r["feedback_source"] == source for r in rows)
+    assert [r["program"] for r in rows] == [r["program"] for r in failing]
+    if source == "execution":
+        # feedback in words from the test run of each program (the tiny model writes no valid body)
+        assert all(r["feedback"].startswith(("The program", "The test")) for r in rows)

@@ -195,8 +195,12 @@ def test_tiny_round_end_to_end_and_resume_after_a_failed_stage(tmp_path, tiny_lm
         calls["generate"] += 1
         return real_generate(*args, **kw)
 
+    def counting_sft(*args, **kw):
+        calls["sft"] += 1
+        return real_sft(*args, **kw)
+
     real_generate = code_ilf.generate
-    monkeypatch.setattr(code_ilf, "sft", lambda *a, **kw: (calls.__setitem__("sft", calls["sft"] + 1), real_sft(*a, **kw))[1])
+    monkeypatch.setattr(code_ilf, "sft", counting_sft)
     monkeypatch.setattr(code_ilf, "generate", counting_generate)
     calls["sft"] = 0
     results = CodeILF(config).run()

@@ -5,10 +5,11 @@
 - ``batched_generation_speedup``: tokens/s of ``language_feedback.generation.generate`` with batch 8 over
   the same 8 refinement prompts generated one at a time (greedy, exactly ``--new_tokens`` new tokens per
   prompt so both sides produce the same number of tokens).
-- ``instructrm_logits_speedup``: judge prompts per second of InstructRM (p(yes)/(p(yes)+p(no)) from the
-  next-token logits, one forward pass per batch) over asking the same model to answer yes/no by
-  generation (greedy, batched the same way, up to ``--answer_tokens`` new tokens, stopping at EOS),
-  which is what parsing a yes/no answer from the model's reply costs.
+- ``instructrm_logits_speedup``: judge prompts (candidate × question phrasing) per second of
+  ``InstructRMSelector.score`` (p(yes)/(p(yes)+p(no)) from next-token logits, one forward pass per batch
+  with the phrasings packed after their shared prefix) over asking the same model each full judge prompt
+  and generating its answer (greedy, batched the same way, up to ``--answer_tokens`` new tokens, stopping
+  at EOS), which is what parsing a yes/no answer from the model's reply costs.
 
 Rounds alternate the two sides so that load from other jobs hits both alike; the ratio uses each side's
 median time.
@@ -80,12 +81,12 @@ def main() -> None:
           f"({args.rounds} rounds, {args.threads} thread(s))")
 
     # --- InstructRM logits vs generating a yes/no answer ------------------------------------------------
-    selector = InstructRMSelector(model, tokenizer, batch_size=8)
+    selector = InstructRMSelector(model, tokenizer, batch_size=8, progress=False)
     items = [SelectionItem(p, s, f, (f"{s} {f}", s)) for _, p, s, f in POSTS]
     judge_prompts = selector.prompts(items)  # 4 posts × 2 candidates × 4 phrasings = 32 prompts
 
     def run_logits() -> None:
-        selector.yes_probability(judge_prompts)
+        selector.score(items)
 
     def run_generate_answer() -> list[list[str]]:
         return generate(model, tokenizer, judge_prompts, max_new_tokens=args.answer_tokens, temperature=0.0,

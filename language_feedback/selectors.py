@@ -112,9 +112,12 @@ def _answer_token_ids(tokenizer, words: Sequence[str]) -> list[int]:
 class InstructRMSelector(Selector):
     """A causal LM as a yes/no judge of whether a refinement incorporates the feedback.
 
-    Each (candidate, phrasing) prompt ends right before the answer; p(yes) and p(no) are the
-    next-token probabilities summed over spellings of "yes"/"no", and the score is
-    p(yes) / (p(yes) + p(no)) averaged over phrasings. One forward pass per batch, no generation.
+    Each candidate gets several phrasings of the question; p(yes) and p(no) are next-token
+    probabilities summed over spellings of "yes"/"no", and the score is p(yes) / (p(yes) + p(no))
+    averaged over phrasings. No generation: one forward pass per batch. The phrasings share the long
+    prefix (input, outputs, feedback), so each row packs the prefix once followed by every phrasing's
+    question, with an attention mask that lets each question see the prefix and itself only; the
+    answer is read at the end of each question.
     """
 
     name = "instructrm"
@@ -127,7 +130,6 @@ class InstructRMSelector(Selector):
         n_questions = len(instructrm_prompts("", "", "", ""))
         if not 0 <= phrasings <= n_questions:
             raise ValueError(f"InstructRM: phrasings must be between 1 and {n_questions} (0 = all), got {phrasings}")
-        # Fewer phrasings cost proportionally less compute (each is one full prompt) at the price of a noisier score.
         self.phrasings, self.progress = phrasings or n_questions, progress
         if use_chat_template is None:
             use_chat_template = getattr(tokenizer, "chat_template", None) is not None
@@ -151,28 +153,46 @@ class InstructRMSelector(Selector):
             [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
         )
 
+    def judge_inputs(self, items: Sequence[SelectionItem]) -> list[tuple[str, list[str]]]:
+        """Per candidate (item-major): the shared prefix and one suffix per phrasing (question + answer cue)."""
+        out = []
+        for item in items:
+            for c in item.candidates:
+                full = [self._format(p) for p in
+                        instructrm_prompts(item.context, item.initial, item.feedback, c, noun=self.noun)[: self.phrasings]]
+                # Split before the question of the first phrasing: everything before it is common to all.
+                cut = full[0].rfind("Question:")
+                prefix = full[0][:cut]
+                if cut < 0 or not all(f.startswith(prefix) for f in full):
+                    raise ValueError("InstructRM: the judge prompts do not share a prefix ending before 'Question:'")
+                out.append((prefix, [f[cut:] for f in full]))
+        return out
+
     def prompts(self, items: Sequence[SelectionItem]) -> list[str]:
-        """All judge prompts, candidate-major then phrasing (len = candidates × phrasings)."""
-        return [
-            self._format(p)
-            for item in items
-            for c in item.candidates
-            for p in instructrm_prompts(item.context, item.initial, item.feedback, c, noun=self.noun)[: self.phrasings]
-        ]
+        """The full judge prompts (candidate-major, then phrasing), e.g. for asking the model to generate an answer."""
+        return [prefix + s for prefix, suffixes in self.judge_inputs(items) for s in suffixes]
 
     @torch.no_grad()
-    def yes_probability(self, prompts: Sequence[str]) -> torch.Tensor:
-        """p(yes) / (p(yes) + p(no)) for each prompt's next token, in prompt order."""
+    def yes_probabilities(self, inputs: Sequence[tuple[str, Sequence[str]]]) -> torch.Tensor:
+        """p(yes) / (p(yes) + p(no)) per (prefix, suffixes) input and suffix: shape (len(inputs), n_suffixes)."""
         tok, model = self.tokenizer, self.model
+        n_suffixes = len(inputs[0][1])
+        if any(len(s) != n_suffixes for _, s in inputs):
+            raise ValueError("InstructRM: every input needs the same number of question phrasings")
         max_len = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
         device = next(model.parameters()).device
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-        out = torch.empty(len(prompts))
-        side, trunc_side, pad = tok.padding_side, tok.truncation_side, tok.pad_token
-        tok.padding_side = "left"  # the answer position must be the last column for every row
-        tok.truncation_side = "left"  # an over-long prompt keeps its question and answer cue
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
+        dtype = next(model.parameters()).dtype
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        # Identical suffix texts tokenize identically for every row, so the question block is shared.
+        suffix_cache: dict[str, list[int]] = {}
+
+        def suffix_ids(text: str) -> list[int]:
+            if text not in suffix_cache:
+                suffix_cache[text] = tok(text, add_special_tokens=False)["input_ids"]
+            return suffix_cache[text]
+
+        order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i][0]))
+        out = torch.empty(len(inputs), n_suffixes)
         was_training = model.training
         model.eval()
         truncated = 0
@@ -180,30 +200,69 @@ class InstructRMSelector(Selector):
             starts = range(0, len(order), self.batch_size)
             for start in tqdm(starts, desc="instructrm", disable=not self.progress or len(starts) < 2):
                 batch = order[start : start + self.batch_size]
-                texts = [prompts[i] for i in batch]
-                enc = tok(texts, return_tensors="pt", padding=True, truncation=max_len is not None, max_length=max_len)
-                if max_len is not None:
-                    truncated += sum(len(ids) > max_len for ids in tok(texts)["input_ids"])
-                mask = enc["attention_mask"].to(device)
-                # Left padding shifts positions; give each row positions that start at 0 at its first real token.
-                position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-                logits = model(input_ids=enc["input_ids"].to(device), attention_mask=mask, position_ids=position_ids).logits
-                logp = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
-                lp_yes = torch.logsumexp(logp[:, self.yes_ids], dim=-1)
-                lp_no = torch.logsumexp(logp[:, self.no_ids], dim=-1)
+                rows = []
+                for i in batch:
+                    prefix = tok(inputs[i][0])["input_ids"]
+                    suffixes = [suffix_ids(s) for s in inputs[i][1]]
+                    budget = max_len - sum(len(s) for s in suffixes) if max_len else None
+                    if budget is not None and len(prefix) > budget:
+                        if budget < 1:
+                            raise ValueError(f"InstructRM: the questions alone exceed the model context of {max_len} tokens")
+                        prefix, truncated = prefix[-budget:], truncated + 1  # keep the end: outputs and feedback
+                    rows.append((prefix, suffixes))
+                ids, mask, positions, read_at = _pack(rows, pad_id, dtype)
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                               position_ids=positions.to(device)).logits
+                last = logits[torch.arange(len(batch))[:, None], read_at.to(device)].float()  # (B, n_suffixes, V)
+                logp = torch.log_softmax(last, dim=-1)
+                lp_yes = torch.logsumexp(logp[..., self.yes_ids], dim=-1)
+                lp_no = torch.logsumexp(logp[..., self.no_ids], dim=-1)
                 out[batch] = torch.sigmoid(lp_yes - lp_no).cpu()  # = p_yes / (p_yes + p_no)
         finally:
-            tok.padding_side, tok.truncation_side, tok.pad_token = side, trunc_side, pad
             model.train(was_training)
         if truncated:
-            logger.warning("InstructRM: truncated %d of %d judge prompts to the model context of %d tokens",
-                           truncated, len(prompts), max_len)
+            logger.warning("InstructRM: cut the start of %d of %d judge prompts to fit the model context of %d tokens",
+                           truncated, len(inputs), max_len)
         return out
 
     def score(self, items: Sequence[SelectionItem]) -> list[list[float]]:
-        probs = self.yes_probability(self.prompts(items))
-        per_candidate = probs.view(-1, self.phrasings)
-        return _unflatten(items, per_candidate.mean(-1).tolist())
+        return _unflatten(items, self.yes_probabilities(self.judge_inputs(items)).mean(-1).tolist())
+
+
+def _pack(rows: list[tuple[list[int], list[list[int]]]], pad_id: int, dtype: torch.dtype):
+    """Left-padded rows ``[pad][prefix][question 1][question 2]...`` with a 4D additive attention mask.
+
+    A prefix token sees earlier prefix tokens; a question token sees the prefix and earlier tokens of its
+    own question only, at the positions it would have right after the prefix. So each question is scored
+    exactly as if it followed the prefix alone. Returns ids, mask (B, 1, L, L), position ids, and the
+    index of each question's last token (B, n_questions).
+    """
+    n_q = len(rows[0][1])
+    width = max(len(p) for p, _ in rows)
+    q_lens = [len(q) for q in rows[0][1]]
+    length = width + sum(q_lens)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    segment = torch.full((len(rows), length), -1, dtype=torch.long)  # -1 pad, 0 prefix, j+1 question j
+    positions = torch.zeros((len(rows), length), dtype=torch.long)
+    read_at = torch.zeros((len(rows), n_q), dtype=torch.long)
+    for r, (prefix, questions) in enumerate(rows):
+        start = width - len(prefix)
+        ids[r, start:width] = torch.tensor(prefix)
+        segment[r, start:width] = 0
+        positions[r, start:width] = torch.arange(len(prefix))
+        col = width
+        for j, q in enumerate(questions):
+            ids[r, col : col + len(q)] = torch.tensor(q)
+            segment[r, col : col + len(q)] = j + 1
+            positions[r, col : col + len(q)] = torch.arange(len(prefix), len(prefix) + len(q))
+            col += len(q)
+            read_at[r, j] = col - 1
+    q_seg, k_seg = segment[:, :, None], segment[:, None, :]
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    allowed = causal & (k_seg != -1) & ((k_seg == 0) | (k_seg == q_seg))
+    allowed |= torch.eye(length, dtype=torch.bool)  # padding attends to itself: no all-masked row, no NaN
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    return ids, mask[:, None], positions, read_at
 
 
 class RandomSelector(Selector):

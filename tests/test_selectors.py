@@ -74,23 +74,27 @@ def test_instructrm_probabilities_from_logits_match_unbatched(tiny_lm):
     prompts = selector.prompts(ITEMS)
     assert len(prompts) == 5 * len(INSTRUCTRM_QUESTIONS)
     assert all(p.endswith("Answer Yes or No.\nAnswer:") for p in prompts)
-    probs = selector.yes_probability(prompts)
-    assert probs.shape == (len(prompts),) and ((probs >= 0) & (probs <= 1)).all()
+    inputs = selector.judge_inputs(ITEMS)
+    assert [prefix + suffix for prefix, suffixes in inputs for suffix in suffixes] == prompts
+    probs = selector.yes_probabilities(inputs)
+    assert probs.shape == (5, len(INSTRUCTRM_QUESTIONS)) and ((probs >= 0) & (probs <= 1)).all()
 
-    # The batched, left-padded value equals p(yes)/(p(yes)+p(no)) computed by hand for one prompt alone.
-    with torch.no_grad():
-        enc = tokenizer(prompts[7], return_tensors="pt")
-        p = torch.softmax(model(**enc).logits[0, -1].float(), -1)
-    expected = p[selector.yes_ids].sum() / (p[selector.yes_ids].sum() + p[selector.no_ids].sum())
-    assert probs[7].item() == pytest.approx(expected.item(), abs=1e-5)
+    # Packed, left-padded, batched value == p(yes)/(p(yes)+p(no)) from one plain forward pass on prefix + question.
+    for cand, q in ((0, 0), (3, 2), (4, 3)):
+        prefix, suffixes = inputs[cand]
+        ids = tokenizer(prefix)["input_ids"] + tokenizer(suffixes[q], add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            p = torch.softmax(model(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1)
+        expected = p[selector.yes_ids].sum() / (p[selector.yes_ids].sum() + p[selector.no_ids].sum())
+        assert probs[cand, q].item() == pytest.approx(expected.item(), abs=1e-5)
 
     scores = selector.score(ITEMS)
     assert [len(s) for s in scores] == [2, 3]
-    assert scores[0][0] == pytest.approx(probs[: len(INSTRUCTRM_QUESTIONS)].mean().item(), abs=1e-6)
+    assert scores[0][0] == pytest.approx(probs[0].mean().item(), abs=1e-6)
     # Fewer phrasings: the first k questions, averaged.
     two = InstructRMSelector(model, tokenizer, phrasings=2, progress=False)
     assert len(two.prompts(ITEMS)) == 5 * 2
-    assert two.score(ITEMS)[1][2] == pytest.approx(probs[4 * len(INSTRUCTRM_QUESTIONS):][:2].mean().item(), abs=1e-6)
+    assert two.score(ITEMS)[1][2] == pytest.approx(probs[4, :2].mean().item(), abs=1e-5)
     with pytest.raises(ValueError, match="phrasings must be between 1 and 4"):
         InstructRMSelector(model, tokenizer, phrasings=9)
 

@@ -116,12 +116,12 @@ def plot_aggregates(
     center: str = "iqm",
     band: tuple[str, str] = ("iqm_low", "iqm_high"),
     title: str = "",
-    reference_lines: Mapping[str, float] | None = None,
+    reference_lines: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path:
     """One subplot per panel (e.g. "ground-truth return", "success rate"), one line per method.
 
     ``center`` is the line (``"iqm"`` or ``"mean"``); ``band`` the shaded spread (the IQM bootstrap
-    interval, or ``("min", "max")`` over seeds). ``reference_lines`` draws labelled horizontal lines.
+    interval, or ``("min", "max")`` over seeds). ``reference_lines`` maps a panel to labelled horizontal lines.
     Written atomically as PNG.
     """
     import matplotlib
@@ -135,7 +135,7 @@ def plot_aggregates(
             n = int(agg["runs"][0]) if len(agg["runs"]) else 0
             (line,) = ax.plot(agg["step"], agg[center], label=f"{method} ({center}, {n} seeds)")
             ax.fill_between(agg["step"], agg[band[0]], agg[band[1]], color=line.get_color(), alpha=0.2)
-        for label, y in (reference_lines or {}).items():
+        for label, y in (reference_lines or {}).get(ylabel, {}).items():
             ax.axhline(y, color="grey", linestyle="--", linewidth=1)
             ax.annotate(label, (0, y), xycoords=("axes fraction", "data"), fontsize=8, va="bottom", color="grey")
         ax.set_xlabel("environment steps")

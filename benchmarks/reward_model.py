@@ -32,6 +32,9 @@ def main() -> None:
     parser.add_argument("--heldout_fraction", type=float, default=0.3)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--batch_size", type=int, default=2)
+    parser.add_argument("--grad_accum", type=int, default=2)
+    parser.add_argument("--max_length", type=int, default=768)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -47,15 +50,19 @@ def main() -> None:
     held = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows if r["task"] in held_tasks]
     length_baseline = sum(len(r["chosen"]) > len(r["rejected"]) for r in held) / len(held)
 
-    settings = RewardTrainingSettings(learning_rate=args.lr, epochs=args.epochs, batch_size=4, max_length=1024,
-                                      seed=args.seed, logging_steps=5)
+    # Small batches and gradient checkpointing: with batch 4 and 1024 tokens the process grew to 8 GB here
+    # and the shared machine's OOM killer stopped it.
+    settings = RewardTrainingSettings(learning_rate=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                                      gradient_accumulation_steps=args.grad_accum, max_length=args.max_length,
+                                      gradient_checkpointing=True, seed=args.seed, logging_steps=5)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         metrics = train_reward_model(args.model, train, Path(tmp) / "rm", eval_comparisons=held, settings=settings)
     minutes = (time.perf_counter() - start) / 60
     print(f"data: {args.data}: {len(train)} train / {len(held)} held-out comparisons "
           f"({metrics['n_train_used']} train used after the max_length filter), model {args.model}, "
-          f"{args.epochs:g} epoch(s), lr {args.lr:g}, {args.threads} thread(s), {minutes:.1f} min")
+          f"{args.epochs:g} epoch(s), lr {args.lr:g}, batch {args.batch_size}x{args.grad_accum}, "
+          f"max_length {args.max_length}, {args.threads} thread(s), {minutes:.1f} min")
     print(f"baseline untrained_rm_accuracy: {metrics['eval_accuracy_before']:.3f}")
     print(f"baseline longer_program_wins_accuracy: {length_baseline:.3f}")
     print(f"rm_code_feedback_heldout_accuracy: {metrics['eval_accuracy']:.3f} (target > {length_baseline:.3f})")

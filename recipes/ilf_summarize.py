@@ -1,7 +1,7 @@
 """ILF for summarization (Scheurer et al. 2023): rounds of refine-with-feedback → select → fine-tune.
 
     python recipes/ilf_summarize.py --config recipes/configs/ilf_summarize_cpu.yaml
-    accelerate launch --config_file recipes/accelerate/<config>.yaml recipes/ilf_summarize.py \\
+    accelerate launch --config_file recipes/accelerate/fsdp.yaml recipes/ilf_summarize.py \\
         --config recipes/configs/ilf_summarize_gpu.yaml --data /path/to/slf5k
 
 ``--data`` is an SLF5K-format JSONL file, a directory of ``<split>.jsonl`` files, or ``JeremyAlain/SLF5K``

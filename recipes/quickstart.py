@@ -30,7 +30,7 @@ import os
 import resource
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from train_policy import (
     render_states,
     sample_states,
 )
+from typing_extensions import Self
 
 from rlhf.artifacts import RunDir, write_json_atomic, write_text_atomic
 from rlhf.config import config_to_dict, load_config
@@ -90,7 +91,7 @@ class QuickstartConfig:
     reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
     rl: RLConfig = dataclasses.field(default_factory=RLConfig)
     epic_states: int = 2000
-    workers: int = 2  # training processes in parallel, one torch thread each
+    workers: int = 2  # training processes in parallel, one torch thread each (0: train in this process)
     torch_threads: int = 2  # for fine-tuning and reward-quality scoring in the main process
     targets: Targets = dataclasses.field(default_factory=Targets)
 
@@ -102,8 +103,8 @@ def parse_args(argv: list[str] | None = None) -> QuickstartConfig:
     cfg = load_config(QuickstartConfig, argv)
     get_task_or_raise(cfg.task)
     validate_rl_config(cfg.rl)
-    if cfg.workers < 1:
-        raise ValueError(f"config key 'workers': must be >= 1, got {cfg.workers}")
+    if cfg.workers < 0:
+        raise ValueError(f"config key 'workers': must be >= 0 (0: train in this process), got {cfg.workers}")
     if len(cfg.seeds) < 1 or len(set(cfg.seeds)) != len(cfg.seeds):
         raise ValueError(f"config key 'seeds': need distinct seeds, got {cfg.seeds}")
     return cfg
@@ -226,7 +227,7 @@ def report(cfg: QuickstartConfig, run: RunDir, wall_seconds: float, cpu_seconds:
     write_aggregates_csv(out / "curves.csv", {"gt_return": aggregates, "success_rate": success_aggregates})
     plot_aggregates(
         out / "returns.png",
-        {"ground-truth return": aggregates, "success rate (task's success predicate at episode end)": success_aggregates},
+        {"ground-truth return": aggregates, "success rate (at episode end)": success_aggregates},
         center="mean", band=("min", "max"),
         title=f"{cfg.task}: PPO on the fine-tuned CLIP reward vs on the ground-truth reward (mean, min-max over seeds)",
         reference_lines={"ground-truth return": {f"{t.threshold_fraction:.0%} of max": threshold}},
@@ -257,6 +258,26 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+class _InlinePool:
+    """``workers: 0``: run each job in this process when it is submitted (no worker start-up cost)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Any, *args: Any) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
+
+
+def make_pool(workers: int) -> ProcessPoolExecutor | _InlinePool:
+    """Worker processes (spawned: each starts clean, one torch thread) or, for 0 workers, this process."""
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers else _InlinePool()
+
+
 def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     cfg = parse_args(argv)
@@ -270,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # The ground-truth agents need no CLIP model: they train in the worker processes while this
     # process captions frames and fine-tunes CLIP; the VLM-reward agents follow once CLIP is ready.
-    with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
+    with make_pool(cfg.workers) as pool:
         print(f"training {len(cfg.seeds)} ground-truth-reward agents in the background ({cfg.workers} workers)",
               flush=True)
         futures = [pool.submit(train_one, method_cfgs["ground_truth"], s) for s in cfg.seeds]

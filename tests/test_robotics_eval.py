@@ -98,7 +98,7 @@ def test_quickstart_end_to_end_tiny(tmp_path):
 
     out = tmp_path / "qs"
     summary = quickstart.main([
-        "--output_dir", str(out), "--seeds", "[0]", "--workers", "1",
+        "--output_dir", str(out), "--seeds", "[0]", "--workers", "0",
         "--data.pairs", "64", "--data.render_size", "32", "--clip_model", json.dumps(tiny_vit_clip_config()),
         "--finetune.epochs", "1", "--finetune.batch_size", "16", "--finetune.progress", "false",
         "--reward.render_size", "32", "--epic_states", "32",

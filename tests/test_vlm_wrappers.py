@@ -10,6 +10,7 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from vlm_rewards import CLIPReward, load_open_clip, tiny_vit_clip_config
 from vlm_rewards.wrappers import (
@@ -165,6 +166,23 @@ def test_sb3_wrapper_one_batch_per_step_and_exact_terminal_frames(reward_model):
                 assert info["episode"]["r"] > 0  # Monitor inside: the env's own return is reported
     assert episodes_done > 0, "no episode ended; terminal frames were not exercised"
     venv.close()
+
+
+def test_sb3_wrapper_on_subproc_vec_env_with_integer_env_rewards(reward_model):
+    """SubprocVecEnv passes InvertedPendulum's int rewards through; model rewards must not be truncated."""
+    # SB3's default start method (forkserver): plain fork from this process, which holds EGL contexts
+    # from rendering, can deadlock the children.
+    venv = make_clip_reward_vec_env(
+        ENV_ID, reward_model, n_envs=2, seed=0, env_kwargs=ENV_KWARGS, vec_env_cls=SubprocVecEnv
+    )
+    try:
+        venv.reset()
+        _, rewards, _, infos = venv.step(np.zeros((2, 1), dtype=np.float32))
+        assert rewards.dtype == np.float32
+        np.testing.assert_allclose(rewards, [info[MODEL_REWARD_KEY] for info in infos], atol=1e-6)
+        assert np.all(rewards != 0)
+    finally:
+        venv.close()
 
 
 def test_sb3_wrapper_on_plain_dummy_vec_env_warns_at_episode_end(reward_model):

@@ -104,7 +104,8 @@ class CLIPRewardVectorWrapper(VectorWrapper):
             frames = self.env.render()
             batch = np.stack([frames[i] for i in np.flatnonzero(stepped)])
             model_rewards[stepped] = self.reward_model(batch).numpy()
-        new_rewards = np.array(rewards, copy=True)
+        # float even if the env's rewards are integers (InvertedPendulum-v5 returns int(not terminated))
+        new_rewards = np.asarray(rewards).astype(np.result_type(np.asarray(rewards).dtype, np.float32))
         new_rewards[stepped] = _combine(rewards[stepped], model_rewards[stepped], self.mode, self.weight)
         infos = {
             **infos,
@@ -167,7 +168,8 @@ class CLIPRewardVecEnvWrapper(VecEnvWrapper):
                 self._warned = True
             frames = self.venv.get_images()
         model_rewards = self.reward_model(np.stack(frames)).numpy()
-        new_rewards = _combine(rewards, model_rewards, self.mode, self.weight).astype(rewards.dtype)
+        # SB3 buffers rewards as float32; SubprocVecEnv passes an env's integer rewards through as int64.
+        new_rewards = _combine(rewards.astype(np.float32), model_rewards, self.mode, self.weight).astype(np.float32)
         for info, r, m in zip(infos, rewards, model_rewards):
             info[ORIGINAL_REWARD_KEY] = float(r)
             info[MODEL_REWARD_KEY] = float(m)
@@ -184,12 +186,14 @@ def make_clip_reward_vec_env(
     seed: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
     vec_env_cls: type[VecEnv] = DummyVecEnv,
+    vec_env_kwargs: dict[str, Any] | None = None,
 ) -> CLIPRewardVecEnvWrapper:
     """An SB3 vector env (``make_vec_env``) whose reward comes from ``reward_model`` on rendered frames.
 
     Each sub-environment is made with ``render_mode="rgb_array"`` and wrapped in SB3's ``Monitor`` and
     then :class:`RenderFrameInInfo`. The Monitor sits inside, so ``info["episode"]`` reports the
     environment's own return and length while the agent is trained on the model's reward.
+    ``vec_env_cls``/``vec_env_kwargs`` choose the VecEnv (e.g. ``SubprocVecEnv``, ``{"start_method": "spawn"}``).
     """
     env_kwargs = {"render_mode": "rgb_array", **(env_kwargs or {})}
     venv = make_vec_env(
@@ -199,5 +203,6 @@ def make_clip_reward_vec_env(
         env_kwargs=env_kwargs,
         wrapper_class=RenderFrameInInfo,
         vec_env_cls=vec_env_cls,
+        vec_env_kwargs=vec_env_kwargs,
     )
     return CLIPRewardVecEnvWrapper(venv, reward_model, mode=mode, weight=weight)

@@ -93,11 +93,13 @@ class CLIPRewardVectorWrapper(VectorWrapper):
         self._reset_next = np.zeros(self.num_envs, dtype=bool)
 
     def reset(self, *, seed: Any = None, options: dict | None = None) -> tuple[Any, dict[str, Any]]:
-        self._reset_next[:] = False
+        mask = (options or {}).get("reset_mask")  # gymnasium's partial reset resets only these sub-envs
+        self._reset_next[np.ones(self.num_envs, dtype=bool) if mask is None else np.asarray(mask)] = False
         return self.env.reset(seed=seed, options=options)
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         obs, rewards, terminations, truncations, infos = self.env.step(actions)
+        rewards = np.asarray(rewards)
         stepped = ~self._reset_next
         model_rewards = np.zeros(self.num_envs, dtype=np.float32)
         if stepped.any():
@@ -105,11 +107,11 @@ class CLIPRewardVectorWrapper(VectorWrapper):
             batch = np.stack([frames[i] for i in np.flatnonzero(stepped)])
             model_rewards[stepped] = self.reward_model(batch).numpy()
         # float even if the env's rewards are integers (InvertedPendulum-v5 returns int(not terminated))
-        new_rewards = np.asarray(rewards).astype(np.result_type(np.asarray(rewards).dtype, np.float32))
+        new_rewards = rewards.astype(np.result_type(rewards.dtype, np.float32))
         new_rewards[stepped] = _combine(rewards[stepped], model_rewards[stepped], self.mode, self.weight)
         infos = {
             **infos,
-            ORIGINAL_REWARD_KEY: np.asarray(rewards),
+            ORIGINAL_REWARD_KEY: rewards,
             f"_{ORIGINAL_REWARD_KEY}": np.ones(self.num_envs, dtype=bool),
             MODEL_REWARD_KEY: model_rewards,
             f"_{MODEL_REWARD_KEY}": stepped,

@@ -106,14 +106,14 @@ class GroundTruthFromState(gym.Wrapper):
         state_key: str = "sim_state",
     ):
         super().__init__(env)
-        self.reward_fn, self.state_fn_success, self.state_key = reward_fn, success_fn, state_key
+        self.reward_fn, self.success_fn, self.state_key = reward_fn, success_fn, state_key
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         obs, _, terminated, truncated, info = self.env.step(action)
         if self.state_key not in info:
             raise KeyError(f"{self.env}: step info has no {self.state_key!r} (keys: {sorted(info)})")
         state = info[self.state_key]
-        info = {**info, "success": bool(self.state_fn_success(state))}
+        info = {**info, "success": bool(self.success_fn(state))}
         return obs, float(self.reward_fn(state)), terminated, truncated, info
 
 

@@ -91,6 +91,8 @@ class QuickstartConfig:
     reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
     rl: RLConfig = dataclasses.field(default_factory=RLConfig)
     epic_states: int = 2000
+    #: False: stop after fine-tuning CLIP and measuring its EPIC distance (make a reward model for another task).
+    train: bool = True
     workers: int = 2  # training processes in parallel, one torch thread each (0: train in this process)
     torch_threads: int = 2  # for fine-tuning and reward-quality scoring in the main process
     targets: Targets = dataclasses.field(default_factory=Targets)
@@ -102,7 +104,8 @@ def parse_args(argv: list[str] | None = None) -> QuickstartConfig:
         argv = ["--config", str(DEFAULT_CONFIG), *argv]
     cfg = load_config(QuickstartConfig, argv)
     get_task_or_raise(cfg.task)
-    validate_rl_config(cfg.rl)
+    if cfg.train:
+        validate_rl_config(cfg.rl)
     if cfg.workers < 0:
         raise ValueError(f"config key 'workers': must be >= 0 (0: train in this process), got {cfg.workers}")
     if len(cfg.seeds) < 1 or len(set(cfg.seeds)) != len(cfg.seeds):
@@ -286,6 +289,14 @@ def main(argv: list[str] | None = None) -> dict:
     run = RunDir(cfg.output_dir, config_to_dict(cfg))
     clip_dir = run.stage_path("clip") / "model"
     method_cfgs = {m: method_config(cfg, m, clip_dir) for m in METHODS}
+    if not cfg.train:
+        data_dir = run.run_stage("captions", lambda tmp: build_caption_data(cfg, tmp))
+        run.run_stage("clip", lambda tmp: build_clip(cfg, data_dir, tmp))
+        quality = run.run_stage("reward_quality", lambda tmp: build_reward_quality(cfg, clip_dir, tmp))
+        result = json.loads((quality / "reward_quality.json").read_text())
+        print(f"CLIP for {cfg.task} in {clip_dir}: EPIC distance to the ground truth {result['epic_distance']:.3f} "
+              f"(target <= {cfg.targets.epic}: {'PASS' if result['epic_distance'] <= cfg.targets.epic else 'FAIL'})")
+        return result
     # Bad configs and foreign run directories fail here, before anything trains.
     make_trainers(method_cfgs["ground_truth"], cfg.seeds)
 

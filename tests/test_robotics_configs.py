@@ -17,7 +17,7 @@ from train_policy import TrainPolicyConfig, validate
 from rlhf.config import load_config
 
 CONFIGS = RECIPES / "configs" / "robotics"
-TRAIN_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if p.name != "quickstart.yaml" and not p.name.startswith("eval_"))
+TRAIN_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith(("quickstart", "eval_")))
 
 
 def test_there_is_a_config_for_every_task():
@@ -34,6 +34,13 @@ def test_training_config_is_valid(path):
     if cfg.reward.source == "vlm" and cfg.reward.pretrained:
         assert cfg.reward.model in open_clip.list_models()
         assert cfg.reward.pretrained in open_clip.list_pretrained_tags_by_model(cfg.reward.model)
+
+
+def test_quickstart_mountaincar_config_makes_the_model_the_sac_config_uses():
+    cfg = parse_args(["--config", str(CONFIGS / "quickstart_mountaincar_clip.yaml")])
+    train = load_config(TrainPolicyConfig, ["--config", str(CONFIGS / "mountaincar_sac_cpu.yaml")])
+    assert not cfg.train and cfg.task == train.task == "mountaincar-peak"
+    assert train.reward.model == f"{cfg.output_dir}/clip/model"
 
 
 def test_quickstart_config_is_the_default_and_valid():

@@ -115,3 +115,14 @@ def test_quickstart_end_to_end_tiny(tmp_path):
     table = (out / "table.txt").read_text()
     assert "vlm_reward" in table and "ground_truth" in table and ("PASS" in table or "FAIL" in table)
     assert (out / "clip" / "model" / "open_clip_config.json").is_file()
+
+
+def test_reward_quality_on_states_from_random_rollouts(tmp_path):
+    from train_policy import get_task_or_raise
+
+    cfg = reward_quality.RewardQualityConfig(task="cartpole-upright", states=20, state_source="rollouts", rollout_steps=8)
+    states = reward_quality.collect_states(cfg, get_task_or_raise(cfg.task))
+    assert states.shape == (20, 4)
+    # Random actions from near-upright starts: the first states of each 8-step episode are near upright.
+    assert abs(states[0, 2]) < 0.3 and abs(states[8, 2]) < 0.3
+    assert len({tuple(s) for s in states}) == 20

@@ -187,11 +187,12 @@ def plot(results: list[dict], path: Path) -> None:
     base = results[0]
     ax.axhspan(base["low"], base["high"], color="gray", alpha=0.15)
     ax.axhline(base["value"], color="gray", ls="--", lw=1, label="base model (n = 0)")
-    for method in dict.fromkeys(r["method"] for r in results[1:]):
+    for k, method in enumerate(dict.fromkeys(r["method"] for r in results[1:])):
         rows = sorted((r for r in results if r["method"] == method), key=lambda r: r["n"])
-        xs = [r["n"] for r in rows]
-        ax.plot(xs, [r["value"] for r in rows], marker="o", label=method)
-        ax.fill_between(xs, [r["low"] for r in rows], [r["high"] for r in rows], alpha=0.15)
+        xs = [r["n"] * (1 + 0.04 * k) for r in rows]  # a small offset keeps equal values of methods apart
+        vals = [r["value"] for r in rows]
+        err = [[v - r["low"] for v, r in zip(vals, rows)], [r["high"] - v for v, r in zip(vals, rows)]]
+        ax.errorbar(xs, vals, yerr=err, marker="o", capsize=3, label=method)
     ax.axhline(0.5, color="black", ls=":", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("feedback samples")

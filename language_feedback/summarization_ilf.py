@@ -201,8 +201,11 @@ def run_ilf(
     from language_feedback.finetune import sft
     from rlhf.models import resolve_model_path
 
+    # Fail on a bad selector setting before any generation, not after it.
     if selector is None and cfg.selector not in SELECTORS:
-        make_selector(cfg.selector)  # fail before any generation: raises naming the known selectors
+        make_selector(cfg.selector)  # raises naming the known selectors
+    if selector is None and cfg.selector == "reward_model" and not cfg.reward_model:
+        raise ValueError("selector 'reward_model' needs `reward_model`: a directory written by train_reward_model")
     main = accelerator is None or accelerator.is_main_process
     usable = feedback_samples(samples)  # empty feedback cannot be learned from: skipped with a counted warning
     needed = cfg.rounds * cfg.samples_per_round

@@ -83,6 +83,9 @@ def test_no_feedback_ablation_and_bad_inputs(tiny_lm_path, tmp_path):
         run_ilf(dataclasses.replace(cfg, rounds=3), samples, tmp_path / "too_many")
     with pytest.raises(ValueError, match="unknown selector 'bleu'; known selectors: embedding, human"):
         run_ilf(dataclasses.replace(cfg, selector="bleu"), samples, tmp_path / "bad_selector")
+    with pytest.raises(ValueError, match="selector 'reward_model' needs `reward_model`"):
+        run_ilf(dataclasses.replace(cfg, selector="reward_model"), samples, tmp_path / "no_rm")
+    assert not (tmp_path / "no_rm").exists()  # nothing was generated
     run_ilf(dataclasses.replace(cfg, selector="human"), samples, tmp_path / "ablation")
     refinements = read_jsonl(tmp_path / "ablation" / "round1" / "refinements" / "refinements.jsonl")
     assert all("Feedback" not in row["prompt"] and "Improved TL;DR:" in row["prompt"] for row in refinements)

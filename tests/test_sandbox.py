@@ -29,7 +29,11 @@ FAST = SandboxLimits(timeout_s=20, cpu_time_s=10, memory_mb=256, max_processes=8
 def outside():
     """A directory with files the program must not be able to change. Not under /tmp: the program gets
     its own /tmp and could not even see it there; here it can, and only file permissions stop it."""
-    root = Path(__file__).resolve().parent / f".sandbox-outside-{os.getpid()}"
+    private = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
+    # The checkout itself may live under /tmp (CI clones anywhere): fall back to the home cache then.
+    candidates = (Path(__file__).resolve().parent, Path.home().resolve() / ".cache" / "lf_rewards")
+    base = next(c for c in candidates if not any(c.is_relative_to(p) for p in private))
+    root = base / f".sandbox-outside-{os.getpid()}"
     (root / "sub").mkdir(parents=True)
     (root / "keep.txt").write_text("keep me")
     (root / "sub" / "data.bin").write_bytes(bytes(range(256)))

@@ -11,7 +11,6 @@ import sys
 import textwrap
 
 import numpy as np
-import pytest
 import torch
 
 from vlm_rewards import CLIPReward, load_open_clip, save_open_clip, tiny_vit_clip_config
@@ -41,13 +40,6 @@ SCRIPT = textwrap.dedent(
     """
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_shard_bounds_cover_every_item_once():

@@ -13,16 +13,6 @@ from vlm_rewards.clip_models import FramePreprocessor, load_open_clip, save_open
 from vlm_rewards.clip_reward import CLIPReward
 from vlm_rewards.configs import small_conv_clip_config, tiny_vit_clip_config
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The machine's 2 cores are shared; one torch thread is faster than two under contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 GOAL = ["a pole standing upright", "a balanced pole"]
 BASELINE = ["a pole"]
 

@@ -26,13 +26,6 @@ ENV_ID = "InvertedPendulum-v5"
 ENV_KWARGS = {"width": 64, "height": 64}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class CountingReward(CLIPReward):
     """A real CLIPReward that records the size of every batch it scores."""

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import AutoModelForCausalLM
 
 from rlhf.preference import PreferenceRewardModel, RewardTrainingSettings, train_reward_model
@@ -19,15 +18,6 @@ import grpo
 
 DEMO_DATA = REPO / "recipes" / "data" / "slf5k_demo"
 CONFIG = str(REPO / "recipes" / "configs" / "grpo_cpu.yaml")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The 2-core machine is shared; one thread per process is faster there (see DESIGN.md)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -49,15 +49,6 @@ HELD_OUT = synthetic_comparisons(1000, 32)
 SETTINGS = RewardTrainingSettings(learning_rate=3e-3, epochs=4, batch_size=8, max_length=128, logging_steps=100)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The 2-core machine is shared; one thread per process is faster there (see DESIGN.md)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def trained_rm(tiny_lm_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("rm") / "reward_model"

@@ -26,15 +26,6 @@ POSTS = [("Landlord", "my landlord will not return the deposit"), ("Code", "the 
          ("Dog", "my dog ate my homework again"), ("Job", "I got a job offer in another city")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The 2-core machine is shared; one thread per process is faster there (see DESIGN.md)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory) -> Path:
     """A tiny SLF5K-format test split whose references all read "it is too long."."""

@@ -8,7 +8,6 @@ them as they are.
 from __future__ import annotations
 
 import ast
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from language_feedback.prompts import mbpp_prompt
 from language_feedback.sandbox import SandboxJob
+from rlhf.artifacts import iter_jsonl
 
 MBPP_HUB_ID = "google-research-datasets/mbpp"
 
@@ -66,24 +66,6 @@ class CodeFeedbackRecord:
     line: int = 0  # line of the annotation file, to name it in messages
 
 
-def _where(path: Path | str, lineno: int) -> str:
-    return f"{path}, line {lineno}"
-
-
-def _read_json_rows(path: Path) -> Iterable[tuple[int, dict]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CodeDataError(f"{_where(path, lineno)}: invalid JSON: {e.msg}") from None
-            if not isinstance(row, dict):
-                raise CodeDataError(f"{_where(path, lineno)}: expected a JSON object, got {type(row).__name__}")
-            yield lineno, row
 
 
 def _string(row: dict, name: str, where: str, *, non_empty: bool = False, default: str | None = None) -> str:
@@ -199,7 +181,7 @@ def load_mbpp(path_or_hub_id: str | Path, task_ids: Iterable[int] | range | None
     """
     path = Path(path_or_hub_id)
     if path.exists() or path.suffix in (".jsonl", ".json"):
-        rows = [(_where(path, lineno), row) for lineno, row in _read_json_rows(path)]
+        rows = [(where, row) for _, where, row in iter_jsonl(path, CodeDataError)]
     else:
         rows = _mbpp_rows_from_hub(str(path_or_hub_id))
     problems, seen = [], {}
@@ -288,8 +270,7 @@ def load_code_feedback(path: str | Path) -> list[CodeFeedbackRecord]:
     """Human feedback on incorrect programs, in the format of ``mbpp_code_feedback.jsonl``."""
     path = Path(path)
     records = []
-    for lineno, row in _read_json_rows(path):
-        where = _where(path, lineno)
+    for lineno, where, row in iter_jsonl(path, CodeDataError):
         task_id = _task_id(row, where)
         prompt = _string(row, "prompt", where, non_empty=True)
         defs = _DEF_RE.findall(prompt)

@@ -9,13 +9,14 @@ summaries. Sources: a JSONL file, a directory holding ``<split>.jsonl`` files, o
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from rlhf.artifacts import iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -86,20 +87,12 @@ def validate_row(row: object, where: str) -> SummaryFeedbackSample:
 
 def _load_jsonl(path: Path) -> list[SummaryFeedbackSample]:
     samples, seen = [], {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SLF5KFormatError(f"{where}: invalid JSON: {e.msg}") from None
-            sample = validate_row(row, where)
-            if sample.id in seen:
-                raise SLF5KFormatError(f"{where}: duplicate id {sample.id!r} (first on line {seen[sample.id]})")
-            seen[sample.id] = lineno
-            samples.append(sample)
+    for lineno, where, row in iter_jsonl(path, SLF5KFormatError):
+        sample = validate_row(row, where)
+        if sample.id in seen:
+            raise SLF5KFormatError(f"{where}: duplicate id {sample.id!r} (first on line {seen[sample.id]})")
+        seen[sample.id] = lineno
+        samples.append(sample)
     if not samples:
         raise SLF5KFormatError(f"{path}: no rows")
     return samples

@@ -53,18 +53,32 @@ def write_jsonl_atomic(path: str | os.PathLike, rows: list[dict]) -> Path:
     return write_text_atomic(path, "".join(json.dumps(r, default=str) + "\n" for r in rows))
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
+def iter_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[int, str, dict]]:
+    """Yield ``(lineno, where, row)`` for each non-blank line of a JSONL file; ``where`` is "<path>, line <n>".
+
+    Invalid JSON or a line that is not a JSON object raises ``error`` naming the file and line;
+    loaders pass their own error class and validate fields with ``where`` in their messages.
+    """
     path = Path(path)
-    rows = []
-    with path.open() as f:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
+            where = f"{path}, line {lineno}"
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
-    return rows
+                raise error(f"{where}: invalid JSON: {e.msg}") from None
+            if not isinstance(row, dict):
+                raise error(f"{where}: expected a JSON object, got {type(row).__name__}")
+            yield lineno, where, row
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """All rows of a JSONL file of objects (see :func:`iter_jsonl` for the errors)."""
+    return [row for _, _, row in iter_jsonl(path)]
 
 
 class RunDirectoryMismatch(ValueError):

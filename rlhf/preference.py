@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from rlhf.artifacts import atomic_path, read_jsonl
+from rlhf.artifacts import atomic_path, iter_jsonl
 from rlhf.metrics import outcomes_from_scores
 from rlhf.models import resolve_model_path
 from rlhf.reward import PromptCompletion, RewardModel
@@ -95,10 +95,7 @@ def load_comparisons_jsonl(path: str | Path) -> list[dict[str, str]]:
 
     A bad row raises ``ValueError`` naming the file and line.
     """
-    path = Path(path)
-    lines = [n for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
-    rows = read_jsonl(path)
-    out = [_check_comparison(row, f"{path}:{lineno}") for lineno, row in zip(lines, rows)]
+    out = [_check_comparison(row, where) for _, where, row in iter_jsonl(path)]
     if not out:
         raise ValueError(f"{path}: no comparisons")
     return out

@@ -150,7 +150,7 @@ def test_bad_comparisons_raise_naming_position_and_field(tmp_path):
         validate_comparisons([])
     path = tmp_path / "comparisons.jsonl"
     path.write_text(json.dumps(TRAIN[0]) + "\n\n" + json.dumps({"prompt": "p", "rejected": "b"}) + "\n")
-    with pytest.raises(ValueError, match=rf"{path}:3: missing comparison field 'chosen'"):
+    with pytest.raises(ValueError, match=rf"{path}, line 3: missing comparison field 'chosen'"):
         load_comparisons_jsonl(path)
     path.write_text(json.dumps(TRAIN[0]) + "\n" + json.dumps(TRAIN[1]) + "\n")
     assert load_comparisons_jsonl(path) == TRAIN[:2]

@@ -49,5 +49,5 @@ def test_run_dir_refuses_another_runs_directory(tmp_path):
 def test_read_jsonl_names_file_and_line(tmp_path):
     p = tmp_path / "d.jsonl"
     p.write_text('{"a": 1}\n\n{"a": 2\n')
-    with pytest.raises(ValueError, match=r"d.jsonl:3: invalid JSON"):
+    with pytest.raises(ValueError, match=r"d.jsonl, line 3: invalid JSON"):
         read_jsonl(p)

@@ -114,11 +114,11 @@ def test_lm_judge_reads_logits_and_cancels_position_bias(tiny_lm_path):
 def test_bad_summaries_name_file_and_line(data_file, judge_dir, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"id": "p0", "summary": "x"}) + "\n" + json.dumps({"id": "nope", "summary": "y"}) + "\n")
-    with pytest.raises(ValueError, match=rf"{bad}:2: id 'nope' is not a post"):
+    with pytest.raises(ValueError, match=rf"{bad}, line 2: id 'nope' is not a post"):
         win_rate_eval.main(["--config", CONFIG, "--data", str(data_file), "--judge_model", str(judge_dir),
                             "--summaries", f"[{bad}]", "--output_dir", str(tmp_path / "out")])
     bad.write_text(json.dumps({"id": "p0"}) + "\n")
-    with pytest.raises(ValueError, match=rf"{bad}:1: expected an object with 'id' and a string 'summary'"):
+    with pytest.raises(ValueError, match=rf"{bad}, line 1: expected an object with 'id' and a string 'summary'"):
         win_rate_eval.main(["--config", CONFIG, "--data", str(data_file), "--judge_model", str(judge_dir),
                             "--summaries", f"[{bad}]", "--output_dir", str(tmp_path / "out")])
     with pytest.raises(SystemExit, match="--judge 'oracle'"):

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from language_feedback.prompts import summarize_prompt, summary_completion
 from language_feedback.summarization_data import FIELDS, load_slf5k
-from rlhf.artifacts import atomic_path, write_json_atomic, write_jsonl_atomic
+from rlhf.artifacts import atomic_path, iter_jsonl, write_json_atomic, write_jsonl_atomic
 from rlhf.config import load_config
 from rlhf.metrics import win_rate
 from rlhf.preference import PairwiseLMJudge, PreferenceRewardModel, compare
@@ -53,15 +52,8 @@ def read_summaries(entry: str, known_ids: set[str]) -> tuple[str, dict[str, str]
     if not path.is_file():
         raise SystemExit(f"summaries file not found: {path}")
     out: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: invalid JSON: {e.msg}") from None
-        if not isinstance(row, dict) or "id" not in row or not isinstance(row.get("summary"), str):
+    for _, where, row in iter_jsonl(path):
+        if "id" not in row or not isinstance(row.get("summary"), str):
             raise ValueError(f"{where}: expected an object with 'id' and a string 'summary'")
         sample_id = str(row["id"])
         if sample_id not in known_ids:

@@ -16,7 +16,9 @@ each method's greedy (or best-of) summaries of the test posts are judged against
 reference summaries by a judge reward model (``judge_reward_model``, or one trained here on all train
 comparisons), giving a win rate with a 95% bootstrap CI (``rlhf.metrics.win_rate``). The base model's
 zero-shot win rate is the n = 0 point. Every (method, n) is a stage of a resumable run directory.
-Prints one line per point and writes ``results.csv`` and ``sample_efficiency.png`` to ``output_dir``.
+Prints one line per point and writes ``results.csv``, ``results.json`` (with the ids of each count's train
+samples) and ``sample_efficiency.png`` to ``output_dir``. ``sample_counts`` and ``methods`` are not part of the run's
+identity: rerunning with more counts or methods reuses the finished stages.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ from pathlib import Path
 from language_feedback.finetune import sft
 from language_feedback.generation import generate
 from language_feedback.prompts import summarize_prompt, summary_completion
-from language_feedback.summarization_data import SummaryFeedbackSample, comparisons, load_slf5k, subsample
+from language_feedback.summarization_data import (
+    SummaryFeedbackSample,
+    comparisons,
+    feedback_samples,
+    load_slf5k,
+    subsample,
+)
 from language_feedback.summarization_ilf import STOP_STRINGS, ILFConfig, run_ilf
 from rlhf.artifacts import RunDir, atomic_path, read_jsonl, write_json_atomic, write_jsonl_atomic
 from rlhf.best_of_n import best_of_n
@@ -81,15 +89,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          "(e.g. recipes/data/slf5k_demo, a small synthetic demo set)")
     unknown = sorted(set(cfg.methods) - set(METHODS))
     if unknown:
-        raise SystemExit(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+        raise SystemExit(f"methods: unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+    if not cfg.methods or not cfg.sample_counts:
+        raise SystemExit("methods and sample_counts must each name at least one entry")
+    if len(set(cfg.sample_counts)) < len(cfg.sample_counts) or len(set(cfg.methods)) < len(cfg.methods):
+        raise SystemExit(f"sample_counts {cfg.sample_counts} / methods {cfg.methods}: an entry is repeated")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     train = load_slf5k(cfg.data, cfg.train_split)
+    n_feedback = len(feedback_samples(train))
+    bad = [n for n in cfg.sample_counts if not 1 <= n <= n_feedback]
+    if bad:  # checked before any training, so a bad sweep fails in seconds rather than after the judge
+        raise SystemExit(f"sample_counts: {bad} outside 1..{n_feedback}, the number of feedback samples in "
+                         f"{cfg.data} split '{cfg.train_split}' (the base model is the n = 0 point)")
     test = [s for s in load_slf5k(cfg.data, cfg.test_split) if s.tldr_human_reference_summary.strip()]
+    if not test:
+        raise SystemExit(f"test_split: no post in {cfg.data} split '{cfg.test_split}' has a TL;DR reference summary")
     test = test[: cfg.n_test] if cfg.n_test else test
     test_prompts = [summarize_prompt(s.title, s.post) for s in test]
     references = [s.tldr_human_reference_summary for s in test]
     out = Path(cfg.output_dir)
-    run = RunDir(out, dataclasses.asdict(cfg))
+    # Stages depend on every setting but the sweep's extent: a rerun with more counts or methods resumes the same run.
+    run = RunDir(out, {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("sample_counts", "methods")})
     base = cfg.ilf.model
 
     def prompt_of(s: SummaryFeedbackSample) -> str:
@@ -148,8 +168,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return make
 
     results = [{"method": "base", "n": 0, **score_stage("base", lambda tmp: [o[0] for o in summarize(base, test_prompts, cfg)])}]
+    print(f"base n=0: win rate vs reference {results[0]['value']:.2f} [{results[0]['low']:.2f}, {results[0]['high']:.2f}] "
+          f"(n_test={len(test)})", flush=True)
+    sample_ids = {}
     for n in cfg.sample_counts:
         samples = subsample(train, n, seed=cfg.data_seed)
+        sample_ids[n] = [s.id for s in samples]
         human_rows = comparisons(samples, prompt_of)
         makers = {
             "ilf": lambda tmp, n=n, s=samples: [o[0] for o in summarize(ilf_model(n, s), test_prompts, cfg)],
@@ -165,13 +189,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
             results.append({"method": method, "n": n, **estimate})
             print(f"{method} n={n}: win rate vs reference {estimate['value']:.2f} "
                   f"[{estimate['low']:.2f}, {estimate['high']:.2f}] (n_test={len(test)})", flush=True)
-    print(f"base n=0: win rate vs reference {results[0]['value']:.2f} [{results[0]['low']:.2f}, {results[0]['high']:.2f}]")
 
     with atomic_path(out / "results.csv") as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["method", "n", "value", "low", "high"])
         writer.writeheader()
         writer.writerows(results)
-    write_json_atomic(out / "results.json", {"judge": str(judge_path), "n_test": len(test), "results": results})
+    write_json_atomic(out / "results.json", {"judge": str(judge_path), "n_test": len(test), "results": results,
+                                          "sample_ids": sample_ids})
     plot(results, out / "sample_efficiency.png")
     print(f"wrote {out / 'results.csv'} and {out / 'sample_efficiency.png'}")
     return results

@@ -14,9 +14,11 @@ interfaces (made once at start), and each program process is:
   everything it started -- with RLIMIT_NPROC, this is what contains fork bombs;
 - in a fresh mount namespace where /tmp, /var/tmp, /dev/shm and /run/lock are its own temporary
   working directory (removed afterwards), so it cannot leave files anywhere else;
-- a unique unprivileged uid (RLIMIT_NPROC holds, root's files are read-only, other processes cannot
-  be signalled) that keeps only CAP_DAC_READ_SEARCH, because the interpreter lives under /root
-  (mode 0700) and must still import modules;
+- a unique unprivileged uid without capabilities (RLIMIT_NPROC holds, root's files are read-only,
+  private directories unreadable, other processes cannot be signalled). When the interpreter lives
+  under a directory others may not enter (pyenv under /root, mode 0700), the mount namespace covers
+  that directory with an empty tmpfs and binds back only the interpreter's own directories, so the
+  program can import modules and still read nothing else there (e.g. /root/.ssh, hub tokens);
 - limited by rlimits (address space, CPU time, file size = output size, processes/threads) and a
   wall-clock timeout the server enforces; with an empty environment but PATH/HOME/TMPDIR/LANG.
 
@@ -51,6 +53,7 @@ CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 # World-writable places a program could leave files in; in its mount namespace each is its work dir.
 SHARED_WRITABLE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/run/shm")
 PR_SET_KEEPCAPS = 8
@@ -92,24 +95,56 @@ def _setns(fd: int, nstype: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
-def _mount(source: str | None, target: str, flags: int) -> None:
+def _mount(source: str | None, target: str, flags: int, fstype: str | None = None, data: str | None = None) -> None:
     src = None if source is None else source.encode()
-    if _libc.mount(src, target.encode(), None, ctypes.c_ulong(flags), None) != 0:
+    fs = None if fstype is None else fstype.encode()
+    options = None if data is None else data.encode()
+    if _libc.mount(src, target.encode(), fs, ctypes.c_ulong(flags), options) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {target}: {os.strerror(err)}")
 
 
-def _private_writable_dirs(workdir: str) -> None:
-    """In a new mount namespace, put the work dir over every shared world-writable directory."""
+def _private_mounts(workdir: str) -> None:
+    """In a new mount namespace, put the work dir over every shared world-writable directory, and hide
+    the closed directories the interpreter lives under except for the interpreter's own directories."""
     _unshare(CLONE_NEWNS)
     _mount(None, "/", MS_REC | MS_PRIVATE)  # nothing done here propagates to the host
-    # Through an fd: once /tmp is covered, the work dir's own path (under /tmp) no longer resolves.
+    # Through fds: once a directory is covered, the paths below it no longer resolve.
     fd = os.open(workdir, os.O_PATH | os.O_DIRECTORY)
+    kept = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for paths in _state["covered"].values() for path in paths}
+    umask = os.umask(0o022)
     try:
         for path in _state["writable_dirs"]:
             _mount(f"/proc/self/fd/{fd}", path, MS_BIND)
+        for closed, paths in _state["covered"].items():
+            _mount("tmpfs", closed, MS_NOSUID | MS_NODEV | MS_NOEXEC, "tmpfs", "mode=0755,size=64k")
+            for path in paths:
+                os.makedirs(path, mode=0o755, exist_ok=True)
+                _mount(f"/proc/self/fd/{kept[path]}", path, MS_BIND | MS_REC)
     finally:
-        os.close(fd)
+        os.umask(umask)
+        for kept_fd in (fd, *kept.values()):
+            os.close(kept_fd)
+
+
+def _closed_ancestors(paths: list[str]) -> tuple[dict[str, list[str]], bool]:
+    """Directories others may not enter above the interpreter's directories, each with the directories
+    below it to keep visible; and whether every closed directory is of that kind (True) or some could not
+    be opened this way (a closed directory between a covered one and a kept path, or a kept path itself)."""
+    covered: dict[str, list[str]] = {}
+    fixable = True
+    for path in sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)}):
+        parts = path.split(os.sep)
+        chain = [os.sep + os.path.join(*parts[1:i]) if i > 1 else os.sep for i in range(1, len(parts) + 1)]
+        closed = [d for d in chain if not os.stat(d).st_mode & 0o001]
+        if not closed:
+            continue
+        if len(closed) > 1 or closed[0] == path:
+            fixable = False
+            continue
+        if not any(path.startswith(kept + os.sep) for kept in covered.get(closed[0], [])):
+            covered.setdefault(closed[0], []).append(path)
+    return covered, fixable
 
 
 def _unshare(flags: int) -> None:
@@ -344,7 +379,7 @@ def _confine(limits: dict, isolation: dict, workdir: str, uid: int | None, fds: 
     os.chdir(workdir)
     os.umask(0o077)
     if isolation["mount_namespace"]:
-        _private_writable_dirs(workdir)
+        _private_mounts(workdir)
         if "/tmp" in _state["writable_dirs"]:
             os.chdir("/tmp")  # the same directory, under a path that resolves inside the namespace
     memory = limits["memory_mb"] * 1024 * 1024
@@ -354,13 +389,16 @@ def _confine(limits: dict, isolation: dict, workdir: str, uid: int | None, fds: 
     resource.setrlimit(resource.RLIMIT_NPROC, (limits["max_processes"], limits["max_processes"]))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if uid is not None:
-        # Keep CAP_DAC_READ_SEARCH through setuid: the interpreter lives under /root (mode 0700)
-        # and must still import modules; writing, signalling and everything else is unprivileged.
-        _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
+        keep_read = _state["needs_read_capability"]
+        if keep_read:
+            # No mount namespace to open the interpreter's closed directories: keep CAP_DAC_READ_SEARCH
+            # through setuid so it can still import modules; writing, signalling etc. stay unprivileged.
+            _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
         os.setgroups([])
         os.setgid(uid)
-        os.setuid(uid)
-        _keep_only_capability(CAP_DAC_READ_SEARCH)
+        os.setuid(uid)  # without KEEPCAPS this drops every capability
+        if keep_read:
+            _keep_only_capability(CAP_DAC_READ_SEARCH)
     os.environ.clear()
     home = os.getcwd()
     os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=home, TMPDIR=home, LANG="C.UTF-8")
@@ -557,8 +595,10 @@ def _probe_mount_namespace() -> bool:
             code = 1
             try:
                 expected = os.stat(probe_dir)
-                _private_writable_dirs(probe_dir)  # after this, probe_dir's own path may be hidden
+                _private_mounts(probe_dir)  # after this, probe_dir's own path may be hidden
                 code = 0 if all(os.path.samestat(os.stat(d), expected) for d in _state["writable_dirs"]) else 1
+                if any(not os.listdir(p) for paths in _state["covered"].values() for p in paths):
+                    code = 1  # an interpreter directory did not come back
             finally:
                 os._exit(code)
         _, wait_status = os.waitpid(pid, 0)
@@ -574,6 +614,9 @@ def _setup_isolation(privileged_layers: bool) -> dict:
     isolation = {"root": is_root, "network_namespace": False, "pid_namespace": False, "mount_namespace": False,
                  "separate_uid": use_root}
     _state["writable_dirs"] = [d for d in SHARED_WRITABLE_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    interpreter_dirs = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path]
+    covered, fixable = _closed_ancestors(interpreter_dirs)
+    _state["covered"] = covered
     if use_root:
         try:
             _unshare(CLONE_NEWNET)  # a namespace with only a loopback device that is down
@@ -583,6 +626,12 @@ def _setup_isolation(privileged_layers: bool) -> dict:
         _state["own_pid_namespace"] = os.open("/proc/self/ns/pid", os.O_RDONLY)
         isolation["pid_namespace"] = _probe_pid_namespace()
         isolation["mount_namespace"] = _probe_mount_namespace()
+        if not isolation["mount_namespace"] and covered:  # perhaps only covering the closed directories failed
+            _state["covered"] = {}
+            isolation["mount_namespace"] = _probe_mount_namespace()
+    # Without covered closed directories, the program needs CAP_DAC_READ_SEARCH to import modules.
+    _state["needs_read_capability"] = use_root and (not fixable or (bool(covered) and not _state["covered"]))
+    isolation["reads_private_files"] = _state["needs_read_capability"]
     return isolation
 
 

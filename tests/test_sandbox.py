@@ -318,6 +318,36 @@ def test_deleting_files_in_cwd_and_trying_outside(outside):
     assert not list(Path(tempfile.gettempdir()).glob(f"lf-sandbox-*/{marker}")), "the work directory was not removed"
 
 
+@needs_namespaces
+def test_private_files_stay_private_while_modules_still_import(outside):
+    private = outside / "private"
+    private.mkdir(mode=0o700)
+    (private / "token").write_text("s3cret")
+    # The interpreter may itself live under a closed directory (pyenv under /root, mode 0700).
+    closed_home = Path.home() / f".lf-sandbox-secret-{os.getpid()}"
+    closed_home.write_text("s3cret")
+    closed_home.chmod(0o600)
+    try:
+        result = run_hostile(
+            f"""
+            import xml.dom.minidom, json, email.parser  # not imported by the server: read from the interpreter's dirs
+            outcomes = []
+            for path in ({str(private / "token")!r}, {str(closed_home)!r}):
+                try:
+                    outcomes.append(open(path).read())
+                except OSError as e:
+                    outcomes.append(type(e).__name__)
+            print(outcomes)
+            """,
+            outside,
+        )
+    finally:
+        closed_home.unlink()
+    assert result.status == "passed", result.message
+    assert "s3cret" not in result.stdout
+    assert not ISOLATION["reads_private_files"]
+
+
 def test_no_network(outside):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

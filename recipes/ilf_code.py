@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
     results = run_code_ilf(config, accelerator)
+    accelerator.end_training()  # destroys the process group: else gloo's threads can abort the process at exit
     if accelerator.is_main_process:
         for stage in ("refiner", "drafts", "feedback", "refinements", "policy"):
             print(f"{stage}: {json.dumps(results.get(stage, {}))}")

@@ -17,6 +17,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 
+import torch
 from accelerate import Accelerator
 
 from language_feedback.summarization_data import HUB_ID, load_slf5k, subsample
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> ILFResult:
             f"or {HUB_ID!r} where a dataset hub is reachable (e.g. --data recipes/data/slf5k_demo, "
             "a small synthetic demo set)"
         )
-    accelerator = Accelerator()
+    # cpu=True without a GPU: processes started by `accelerate launch --multi_gpu` then form one gloo group.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
     try:
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> ILFResult:
         raise SystemExit(str(e)) from None
     samples = subsample(samples, config.ilf.rounds * config.ilf.samples_per_round, seed=config.data_seed)
     result = run_ilf(config.ilf, samples, config.run_dir, accelerator=accelerator)
+    accelerator.end_training()  # destroys the process group: else gloo's threads can abort the process at exit
     if accelerator.is_main_process:
         for m in result.metrics:
             print(f"round {m['round']}: {json.dumps(m)}")

@@ -253,6 +253,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     else:
         train_seeds(make_trainers(cfg, cfg.seeds[state.process_index :: state.num_processes]))
     state.wait_for_everyone()
+    state.destroy_process_group()  # else gloo's threads can abort the process at exit
     if not state.is_main_process:
         return None
     results = [load_run_outputs(Path(cfg.output_dir) / f"seed_{s}")["eval"] for s in cfg.seeds]

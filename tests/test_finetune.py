@@ -94,6 +94,7 @@ trainer = build_sft_trainer(path, examples, out + ".trainer", settings=SFTSettin
 json.dump({"world_size": trainer.args.world_size, "batches": len(trainer.get_train_dataloader()),
            "accelerator_processes": accelerator.num_processes},
           open(f"{out}.{accelerator.process_index}.json", "w"))
+accelerator.end_training()  # destroys the process group: else gloo's threads can abort the process at exit
 """
 
 

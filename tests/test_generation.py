@@ -105,6 +105,7 @@ SHARD_SCRIPT = textwrap.dedent(
                    accelerator=accelerator, progress=False)
     json.dump({"num_processes": accelerator.num_processes, "out": out},
               open(f"{out_prefix}.{accelerator.process_index}.json", "w"))
+    accelerator.end_training()  # destroys the process group: else gloo's threads can abort the process at exit
     """
 )
 

@@ -37,6 +37,7 @@ SCRIPT = textwrap.dedent(
         rewards, emb = score_distributed(rm, frames[:n], return_embeddings=True)
         results[n] = {"rewards": rewards.tolist(), "embeddings": emb.tolist()}
     json.dump(results, open(f"{out_prefix}.{state.process_index}.json", "w"))
+    state.destroy_process_group()  # else gloo's threads can abort the process at exit
     """
 )
 

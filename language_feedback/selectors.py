@@ -14,12 +14,14 @@ and the diagnostics treat them alike:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -114,10 +116,13 @@ class InstructRMSelector(Selector):
 
     Each candidate gets several phrasings of the question; p(yes) and p(no) are next-token
     probabilities summed over spellings of "yes"/"no", and the score is p(yes) / (p(yes) + p(no))
-    averaged over phrasings. No generation: one forward pass per batch. The phrasings share the long
-    prefix (input, outputs, feedback), so each row packs the prefix once followed by every phrasing's
-    question, with an attention mask that lets each question see the prefix and itself only; the
-    answer is read at the end of each question.
+    averaged over phrasings. No generation: one forward pass per batch, and the LM head only at the
+    answer positions. The judge prompts of one item share most of their tokens (input, original
+    output, feedback; then each candidate's prompts share it), so a row packs them as a token tree: the
+    item's start once, then per candidate its refinement, then per phrasing its question, with an
+    attention mask that lets each token see only its own prompt's earlier tokens, at the positions it
+    has in that prompt. Each answer equals a plain forward pass on that judge prompt alone.
+    ``batch_size`` is the number of candidates per forward pass.
     """
 
     name = "instructrm"
@@ -154,7 +159,11 @@ class InstructRMSelector(Selector):
         )
 
     def judge_inputs(self, items: Sequence[SelectionItem]) -> list[tuple[str, list[str]]]:
-        """Per candidate (item-major): the shared prefix and one suffix per phrasing (question + answer cue)."""
+        """Per candidate (item-major): the shared prefix and one suffix per phrasing (question + answer cue).
+
+        The judge prompts are ``prefix + suffix``; they are tokenized whole for scoring, so the split is only
+        a readable grouping.
+        """
         out = []
         for item in items:
             for c in item.candidates:
@@ -174,7 +183,13 @@ class InstructRMSelector(Selector):
 
     @torch.no_grad()
     def yes_probabilities(self, inputs: Sequence[tuple[str, Sequence[str]]]) -> torch.Tensor:
-        """p(yes) / (p(yes) + p(no)) per (prefix, suffixes) input and suffix: shape (len(inputs), n_suffixes)."""
+        """p(yes) / (p(yes) + p(no)) per (prefix, suffixes) input and suffix: shape (len(inputs), n_suffixes).
+
+        Each judge prompt ``prefix + suffix`` is tokenized whole, as it would be given to the model alone, and
+        the value is the one a plain forward pass on it gives at its last token. Prompts that share their
+        start (the phrasings of one candidate; the candidates of one item) are packed as a token tree: the
+        shared tokens are computed once (see :func:`_pack`).
+        """
         tok, model = self.tokenizer, self.model
         n_suffixes = len(inputs[0][1])
         if any(len(s) != n_suffixes for _, s in inputs):
@@ -183,41 +198,62 @@ class InstructRMSelector(Selector):
         device = next(model.parameters()).device
         dtype = next(model.parameters()).dtype
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        # Identical suffix texts tokenize identically for every row, so the question block is shared.
-        suffix_cache: dict[str, list[int]] = {}
 
-        def suffix_ids(text: str) -> list[int]:
-            if text not in suffix_cache:
-                suffix_cache[text] = tok(text, add_special_tokens=False)["input_ids"]
-            return suffix_cache[text]
+        ids = tok([prefix + s for prefix, suffixes in inputs for s in suffixes])["input_ids"]
+        prompts = [ids[i * n_suffixes : (i + 1) * n_suffixes] for i in range(len(inputs))]
+        truncated = 0
+        if max_len:
+            question_lens: dict[str, int] = {}
+            for i, (_, suffixes) in enumerate(inputs):
+                over = max(len(p) for p in prompts[i]) - max_len
+                if over <= 0:
+                    continue
+                for s in suffixes:
+                    if s not in question_lens:
+                        question_lens[s] = len(tok(s, add_special_tokens=False)["input_ids"])
+                if over >= min(len(p) - question_lens[s] for p, s in zip(prompts[i], suffixes)):
+                    raise ValueError(f"InstructRM: the questions alone exceed the model context of {max_len} tokens")
+                # Cut the same start off every phrasing (they keep sharing it); keep the end: outputs and feedback.
+                prompts[i], truncated = [p[over:] for p in prompts[i]], truncated + 1
 
-        order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i][0]))
+        # Rows: candidates whose prompts share at least half their tokens (those of one item) share a row,
+        # up to batch_size candidates; sorting the token sequences puts them next to each other.
+        rows: list[list[int]] = []
+        for i in sorted(range(len(prompts)), key=lambda i: prompts[i][0]):
+            first = prompts[i][0]
+            if (rows and len(rows[-1]) < self.batch_size
+                    and 2 * _common_prefix_len(prompts[rows[-1][-1]][0], first) >= len(first)):
+                rows[-1].append(i)
+            else:
+                rows.append([i])
+        trees = [(row, _token_tree([p for i in row for p in prompts[i]])) for row in rows]
+        # Forward passes of up to batch_size candidates, rows of similar size together (little padding).
+        trees.sort(key=lambda rt: -len(rt[1][0]))
+        batches: list[list] = []
+        for row, tree in trees:
+            if batches and sum(len(r) for r, _ in batches[-1]) + len(row) <= self.batch_size:
+                batches[-1].append((row, tree))
+            else:
+                batches.append([(row, tree)])
+
         out = torch.empty(len(inputs), n_suffixes)
+        keep_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         was_training = model.training
         model.eval()
-        truncated = 0
         try:
-            starts = range(0, len(order), self.batch_size)
-            for start in tqdm(starts, desc="instructrm", disable=not self.progress or len(starts) < 2):
-                batch = order[start : start + self.batch_size]
-                rows = []
-                for i in batch:
-                    prefix = tok(inputs[i][0])["input_ids"]
-                    suffixes = [suffix_ids(s) for s in inputs[i][1]]
-                    budget = max_len - sum(len(s) for s in suffixes) if max_len else None
-                    if budget is not None and len(prefix) > budget:
-                        if budget < 1:
-                            raise ValueError(f"InstructRM: the questions alone exceed the model context of {max_len} tokens")
-                        prefix, truncated = prefix[-budget:], truncated + 1  # keep the end: outputs and feedback
-                    rows.append((prefix, suffixes))
-                ids, mask, positions, read_at = _pack(rows, pad_id, dtype)
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                               position_ids=positions.to(device)).logits
-                last = logits[torch.arange(len(batch))[:, None], read_at.to(device)].float()  # (B, n_suffixes, V)
-                logp = torch.log_softmax(last, dim=-1)
+            for batch in tqdm(batches, desc="instructrm", disable=not self.progress or len(batches) < 2):
+                ids_, mask, positions, read_at = _pack([tree for _, tree in batch], pad_id, dtype)
+                kwargs = {"logits_to_keep": read_at.to(device)} if keep_logits else {}
+                logits = model(input_ids=ids_.to(device), attention_mask=mask.to(device),
+                               position_ids=positions.to(device), **kwargs).logits
+                if not keep_logits:
+                    logits = logits[torch.arange(len(batch))[:, None], read_at.to(device)]
+                logp = torch.log_softmax(logits.float(), dim=-1)  # (rows, reads, V)
                 lp_yes = torch.logsumexp(logp[..., self.yes_ids], dim=-1)
                 lp_no = torch.logsumexp(logp[..., self.no_ids], dim=-1)
-                out[batch] = torch.sigmoid(lp_yes - lp_no).cpu()  # = p_yes / (p_yes + p_no)
+                p = torch.sigmoid(lp_yes - lp_no).cpu()  # = p_yes / (p_yes + p_no)
+                for b, (row, _) in enumerate(batch):
+                    out[row] = p[b, : len(row) * n_suffixes].view(len(row), n_suffixes)
         finally:
             model.train(was_training)
         if truncated:
@@ -229,39 +265,67 @@ class InstructRMSelector(Selector):
         return _unflatten(items, self.yes_probabilities(self.judge_inputs(items)).mean(-1).tolist())
 
 
-def _pack(rows: list[tuple[list[int], list[list[int]]]], pad_id: int, dtype: torch.dtype):
-    """Left-padded rows ``[pad][prefix][question 1][question 2]...`` with a 4D additive attention mask.
+def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
-    A prefix token sees earlier prefix tokens; a question token sees the prefix and earlier tokens of its
-    own question only, at the positions it would have right after the prefix. So each question is scored
-    exactly as if it followed the prefix alone. Returns ids, mask (B, 1, L, L), position ids, and the
-    index of each question's last token (B, n_questions).
+
+def _token_tree(seqs: Sequence[Sequence[int]]) -> tuple[list[int], list[int], list[int], list[int]]:
+    """The prefix tree (trie) of token sequences: one node per distinct prefix, parents before children.
+
+    Returns each node's token, parent (-1 for a root), and depth (its position in its sequence), and
+    per sequence the node of its last token.
     """
-    n_q = len(rows[0][1])
-    width = max(len(p) for p, _ in rows)
-    q_lens = [len(q) for q in rows[0][1]]
-    length = width + sum(q_lens)
-    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
-    segment = torch.full((len(rows), length), -1, dtype=torch.long)  # -1 pad, 0 prefix, j+1 question j
-    positions = torch.zeros((len(rows), length), dtype=torch.long)
-    read_at = torch.zeros((len(rows), n_q), dtype=torch.long)
-    for r, (prefix, questions) in enumerate(rows):
-        start = width - len(prefix)
-        ids[r, start:width] = torch.tensor(prefix)
-        segment[r, start:width] = 0
-        positions[r, start:width] = torch.arange(len(prefix))
-        col = width
-        for j, q in enumerate(questions):
-            ids[r, col : col + len(q)] = torch.tensor(q)
-            segment[r, col : col + len(q)] = j + 1
-            positions[r, col : col + len(q)] = torch.arange(len(prefix), len(prefix) + len(q))
-            col += len(q)
-            read_at[r, j] = col - 1
-    q_seg, k_seg = segment[:, :, None], segment[:, None, :]
-    causal = torch.ones(length, length, dtype=torch.bool).tril()
-    allowed = causal & (k_seg != -1) & ((k_seg == 0) | (k_seg == q_seg))
-    allowed |= torch.eye(length, dtype=torch.bool)  # padding attends to itself: no all-masked row, no NaN
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    tokens: list[int] = []
+    parents: list[int] = []
+    depths: list[int] = []
+    children: dict[tuple[int, int], int] = {}
+    ends = []
+    for seq in seqs:
+        if not seq:
+            raise ValueError("InstructRM: empty judge prompt")
+        node = -1
+        for t in seq:
+            child = children.get((node, t))
+            if child is None:
+                child = children[(node, t)] = len(tokens)
+                tokens.append(t)
+                parents.append(node)
+                depths.append(depths[node] + 1 if node >= 0 else 0)
+            node = child
+        ends.append(node)
+    return tokens, parents, depths, ends
+
+
+def _pack(trees: Sequence[tuple[list[int], list[int], list[int], list[int]]], pad_id: int, dtype: torch.dtype):
+    """Left-padded rows of token trees (from :func:`_token_tree`) with a 4D additive attention mask.
+
+    A token sees itself and its ancestors only, at the position it has in its own sequence, so every
+    sequence is computed exactly as if it were alone, while the tokens sequences share are computed once.
+    Returns ids (B, L), mask (B, 1, L, L), position ids (B, L), and the index of each sequence's last
+    token (B, n_sequences); a row with fewer sequences repeats its last index.
+    """
+    length = max(len(tokens) for tokens, *_ in trees)
+    n_reads = max(len(ends) for *_, ends in trees)
+    ids = torch.full((len(trees), length), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(trees), length), dtype=torch.long)
+    read_at = torch.zeros((len(trees), n_reads), dtype=torch.long)
+    allowed = np.zeros((len(trees), length, length), dtype=bool)
+    allowed[:, np.arange(length), np.arange(length)] = True  # padding attends to itself: no all-masked row, no NaN
+    for r, (tokens, parents, depths, ends) in enumerate(trees):
+        start = length - len(tokens)
+        ids[r, start:] = torch.tensor(tokens)
+        positions[r, start:] = torch.tensor(depths)
+        read_at[r] = torch.tensor(ends + ends[-1:] * (n_reads - len(ends))) + start
+        sees = allowed[r, start:, start:]  # row i: the ancestors of node i and i itself
+        for i, parent in enumerate(parents):
+            if parent >= 0:
+                sees[i] = sees[parent]
+            sees[i, i] = True
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~torch.from_numpy(allowed), torch.finfo(dtype).min)
     return ids, mask[:, None], positions, read_at
 
 

@@ -14,6 +14,8 @@ from language_feedback.selectors import (
     RandomSelector,
     RewardModelSelector,
     SelectionItem,
+    _pack,
+    _token_tree,
     make_selector,
 )
 from rlhf.reward import FunctionReward
@@ -68,6 +70,16 @@ def tiny_lm(tiny_lm_path):
     return AutoModelForCausalLM.from_pretrained(tiny_lm_path), AutoTokenizer.from_pretrained(tiny_lm_path)
 
 
+def _alone(selector: InstructRMSelector, prompts: list[list[int]]) -> torch.Tensor:
+    """p(yes)/(p(yes)+p(no)) at the last token of each token sequence, one plain forward pass each."""
+    out = []
+    with torch.no_grad():
+        for ids in prompts:
+            p = torch.softmax(selector.model(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1)
+            out.append(p[selector.yes_ids].sum() / (p[selector.yes_ids].sum() + p[selector.no_ids].sum()))
+    return torch.stack(out)
+
+
 def test_instructrm_probabilities_from_logits_match_unbatched(tiny_lm):
     model, tokenizer = tiny_lm
     selector = InstructRMSelector(model, tokenizer, batch_size=3)
@@ -79,14 +91,9 @@ def test_instructrm_probabilities_from_logits_match_unbatched(tiny_lm):
     probs = selector.yes_probabilities(inputs)
     assert probs.shape == (5, len(INSTRUCTRM_QUESTIONS)) and ((probs >= 0) & (probs <= 1)).all()
 
-    # Packed, left-padded, batched value == p(yes)/(p(yes)+p(no)) from one plain forward pass on prefix + question.
-    for cand, q in ((0, 0), (3, 2), (4, 3)):
-        prefix, suffixes = inputs[cand]
-        ids = tokenizer(prefix)["input_ids"] + tokenizer(suffixes[q], add_special_tokens=False)["input_ids"]
-        with torch.no_grad():
-            p = torch.softmax(model(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1)
-        expected = p[selector.yes_ids].sum() / (p[selector.yes_ids].sum() + p[selector.no_ids].sum())
-        assert probs[cand, q].item() == pytest.approx(expected.item(), abs=1e-5)
+    # Packed, left-padded, batched value == p(yes)/(p(yes)+p(no)) from one plain forward pass on the whole prompt.
+    expected = _alone(selector, [tokenizer(p)["input_ids"] for p in prompts]).view_as(probs)
+    torch.testing.assert_close(probs, expected, atol=1e-5, rtol=0)
 
     scores = selector.score(ITEMS)
     assert [len(s) for s in scores] == [2, 3]
@@ -97,6 +104,78 @@ def test_instructrm_probabilities_from_logits_match_unbatched(tiny_lm):
     assert two.score(ITEMS)[1][2] == pytest.approx(probs[4, :2].mean().item(), abs=1e-5)
     with pytest.raises(ValueError, match="phrasings must be between 1 and 4"):
         InstructRMSelector(model, tokenizer, phrasings=9)
+
+
+def test_token_tree_packing():
+    """Shared starts become one node; each token sees only its own sequence, at its own positions."""
+    tree = _token_tree([[5, 6, 7], [5, 6, 8, 9], [5, 6, 7], [4]])
+    tokens, parents, depths, ends = tree
+    assert tokens == [5, 6, 7, 8, 9, 4] and parents == [-1, 0, 1, 1, 3, -1] and depths == [0, 1, 2, 2, 3, 0]
+    assert ends == [2, 4, 2, 5]  # the repeated sequence reads the same node
+    ids, mask, positions, read_at = _pack([tree, _token_tree([[1, 2]])], pad_id=0, dtype=torch.float32)
+    assert ids.tolist() == [[5, 6, 7, 8, 9, 4], [0, 0, 0, 0, 1, 2]]
+    assert positions.tolist() == [[0, 1, 2, 2, 3, 0], [0, 0, 0, 0, 0, 1]]
+    assert read_at.tolist() == [[2, 4, 2, 5], [5, 5, 5, 5]]
+    sees = mask[:, 0] == 0
+    assert sees[0].nonzero().tolist() == [[0, 0], [1, 0], [1, 1], [2, 0], [2, 1], [2, 2], [3, 0], [3, 1], [3, 3],
+                                          [4, 0], [4, 1], [4, 3], [4, 4], [5, 5]]
+    assert sees[1].nonzero().tolist() == [[0, 0], [1, 1], [2, 2], [3, 3], [4, 4], [5, 4], [5, 5]]
+
+
+def test_instructrm_tree_packing_matches_each_prompt_alone(tiny_lm):
+    """Items with 1 to 5 candidates of very different lengths (and a repeated one), rows split by batch_size."""
+    model, tokenizer = tiny_lm
+    long = " ".join(["The dog barks at the mail carrier and treats did not help."] * 6)
+    items = [
+        SelectionItem("x", "a", "b", ("y",)),
+        ITEMS[1],
+        SelectionItem(POST, "My dog barks.", "Mention the mail carrier.",
+                      ("Dog.", long, "My dog barks at the mail carrier.", "Dog.", "No.")),
+        ITEMS[0],
+    ]
+    for batch_size, phrasings in ((3, 0), (1, 0), (16, 0), (16, 1)):
+        selector = InstructRMSelector(model, tokenizer, batch_size=batch_size, phrasings=phrasings, progress=False)
+        prompts = selector.prompts(items)
+        probs = selector.yes_probabilities(selector.judge_inputs(items))
+        expected = _alone(selector, [tokenizer(p)["input_ids"] for p in prompts]).view_as(probs)
+        torch.testing.assert_close(probs, expected, atol=1e-5, rtol=0)
+        scores = selector.score(items)
+        assert [len(s) for s in scores] == [1, 3, 5, 2]
+        assert scores[2][0] == pytest.approx(scores[2][3], abs=1e-6)  # the same candidate twice
+
+
+def test_instructrm_truncates_prompts_longer_than_the_context(tiny_lm, caplog):
+    """A post longer than the context: the start is cut, by the same amount for every phrasing of a candidate."""
+    model, tokenizer = tiny_lm
+    n_positions = model.config.n_positions
+    post = " ".join(["My dog barks at the mail carrier every morning for ten minutes."] * 60)
+    item = SelectionItem(post, "My dog barks.", "Mention the mail carrier.", ("Dog.", "My dog barks at the mail carrier."))
+    selector = InstructRMSelector(model, tokenizer, batch_size=4, progress=False)
+    prompts = [tokenizer(p)["input_ids"] for p in selector.prompts([item])]
+    assert min(len(p) for p in prompts) > n_positions
+    with caplog.at_level("WARNING", logger="language_feedback.selectors"):
+        probs = selector.yes_probabilities(selector.judge_inputs([item]))
+    assert "cut the start of 2 of 2 judge prompts" in caplog.text
+    n = len(INSTRUCTRM_QUESTIONS)
+    cut = []
+    for c in range(2):
+        phrasings = prompts[c * n : (c + 1) * n]
+        over = max(len(p) for p in phrasings) - n_positions
+        cut += [p[over:] for p in phrasings]
+    assert max(len(p) for p in cut) == n_positions
+    torch.testing.assert_close(probs, _alone(selector, cut).view_as(probs), atol=1e-5, rtol=0)
+
+    short = SelectionItem("x", "a", "b", ("y",))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="language_feedback.selectors"):
+        selector.score([short])
+    assert "cut the start" not in caplog.text
+    model.config.n_positions = 12
+    try:
+        with pytest.raises(ValueError, match="the questions alone exceed the model context of 12 tokens"):
+            selector.score([short])
+    finally:
+        model.config.n_positions = n_positions
 
 
 def test_instructrm_reads_the_answer_token(tiny_lm):

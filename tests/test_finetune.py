@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from _launch import accelerate_launch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from language_feedback.finetune import LoraSettings, SFTSettings, build_sft_trainer, sft, validate_examples
@@ -101,22 +102,9 @@ accelerator.end_training()  # destroys the process group: else gloo's threads ca
 def test_trainer_is_data_parallel_under_accelerate_launch_on_cpu(tiny_lm_path, tmp_path):
     # Without a GPU, TrainingArguments resets accelerate's state; unless told to use the CPU it silently makes
     # every launched process train alone on all the data (and breaks later barriers).
-    import os
-    import socket
-    import subprocess
-    import sys
-
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
-           str(script), tiny_lm_path, str(tmp_path / "out")]
-    env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_USE_CPU"}
-    proc = subprocess.run(cmd, check=False, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=300)
+    proc = accelerate_launch([script, tiny_lm_path, tmp_path / "out"], use_cpu_env=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rank in (0, 1):
         result = json.loads((tmp_path / f"out.{rank}.json").read_text())

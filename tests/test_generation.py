@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
+from _launch import accelerate_launch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from language_feedback.generation import generate, truncate_at_stop
@@ -117,18 +114,7 @@ def test_sharded_across_two_processes_matches_single_process(tiny, tiny_lm_path,
     script.write_text(SHARD_SCRIPT)
     prompts_file = tmp_path / "prompts.json"
     prompts_file.write_text(json.dumps(PROMPTS))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
-    with socket.socket() as s:  # a free port, so parallel test runs on this machine do not collide
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # --multi_gpu selects accelerate's torchrun launcher (several processes); Accelerator(cpu=True)
-    # in the script then runs them as MULTI_CPU over gloo. (`--cpu` alone starts a single process.)
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
-        str(script), tiny_lm_path, str(prompts_file), str(tmp_path / "out"),
-    ]
-    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+    proc = accelerate_launch([script, tiny_lm_path, prompts_file, tmp_path / "out"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rank in (0, 1):
         result = json.loads((tmp_path / f"out.{rank}.json").read_text())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _launch import accelerate_launch
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 sys.path.insert(0, str(RECIPES))
@@ -194,18 +195,11 @@ def test_run_directory_of_another_run_is_refused(tmp_path):
 
 def test_reward_scoring_sharded_over_two_processes(tmp_path):
     """accelerate launch, 2 CPU processes: rank 0 trains, every reward batch is scored half by each process."""
-    import socket
-
     cfg = small_cfg(tmp_path, total_timesteps=64, checkpoint_every=64, eval_every=64)
     cfg.shard_reward = True
     config = write_yaml(tmp_path, cfg)
-    with socket.socket() as s:  # a free port, so parallel test runs do not collide
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(RECIPES / "accelerate" / "cpu_2proc.yaml"),
-           "--main_process_port", str(port), str(RECIPES / "train_policy.py"), "--config", str(config)]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+    out = accelerate_launch([RECIPES / "train_policy.py", "--config", config],
+                            launcher_args=("--config_file", str(RECIPES / "accelerate" / "cpu_2proc.yaml")))
     assert out.returncode == 0, out.stderr[-3000:]
     # 64 env steps over 2 envs = 32 batches, each sharded between the learner and process 1.
     assert "process 1 scored its shard of 32 reward batches" in out.stderr

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import torch
+from _launch import accelerate_launch
 
 from vlm_rewards import CLIPReward, load_open_clip, save_open_clip, tiny_vit_clip_config
 from vlm_rewards.distributed import score_distributed, shard_bounds
@@ -53,20 +50,6 @@ def test_shard_bounds_cover_every_item_once():
             assert max(sizes) - min(sizes) <= 1
 
 
-def launch_command(script, tmp_path) -> list[str]:
-    with socket.socket() as s:  # a free port, so parallel test runs on this machine do not collide
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # --multi_gpu selects accelerate's torchrun launcher (several processes); PartialState(cpu=True) and
-    # ACCELERATE_USE_CPU make them MULTI_CPU over gloo. (`--cpu` alone starts a single process.)
-    return [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
-        str(script), str(tmp_path / "ckpt"), str(tmp_path / "frames.npy"), str(tmp_path / "out"),
-        json.dumps([GOAL, BASELINE]),
-    ]  # fmt: skip
-
-
 def test_two_processes_match_single_process(tmp_path):
     torch.manual_seed(0)
     clip = load_open_clip(tiny_vit_clip_config())
@@ -79,14 +62,8 @@ def test_two_processes_match_single_process(tmp_path):
 
     script = tmp_path / "score.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
-    for _attempt in range(3):
-        proc = subprocess.run(
-            launch_command(script, tmp_path), check=False, env=env, capture_output=True, text=True, timeout=300
-        )
-        # Another job on this shared machine can take the free port between our probe and torchrun's bind.
-        if proc.returncode == 0 or "address already in use" not in proc.stderr.lower():
-            break
+    proc = accelerate_launch([script, tmp_path / "ckpt", tmp_path / "frames.npy", tmp_path / "out",
+                              json.dumps([GOAL, BASELINE])])
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-3000:]}"
     for rank in (0, 1):
         result = json.loads((tmp_path / f"out.{rank}.json").read_text())

@@ -122,11 +122,15 @@ class RunDir:
         """Run ``build(tmp_dir)`` unless ``stage`` is finished; return the stage directory.
 
         ``build`` writes its files into ``tmp_dir``; the directory is renamed into place only
-        after ``build`` returns, so an interrupted stage is simply rerun.
+        after ``build`` returns, so an interrupted stage is simply rerun. One process writes a run
+        directory (the main one under accelerate), so temporary directories of this stage that are
+        already there were left by a killed attempt and are removed.
         """
         final = self.stage_path(stage)
         if final.is_dir():
             return final
+        for leftover in final.parent.glob(f".{final.name}.*.tmp"):
+            shutil.rmtree(leftover, ignore_errors=True)
         with atomic_path(final) as tmp:
             tmp.mkdir()
             build(tmp)

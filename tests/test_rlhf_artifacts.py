@@ -40,6 +40,17 @@ def test_run_dir_skips_finished_stages_and_reruns_interrupted_ones(tmp_path):
     assert (run.stage_path("b") / "b.txt").read_text() == "B"
 
 
+def test_run_dir_removes_what_a_killed_stage_left(tmp_path):
+    run = RunDir(tmp_path / "run", {"lr": 1})
+    killed = tmp_path / "run" / ".b.x1y2.tmp"  # as atomic_path names it; SIGKILL skipped its cleanup
+    (killed / "b").mkdir(parents=True)
+    (killed / "b" / "weights.bin").write_bytes(b"0" * 1000)
+    other = tmp_path / "run" / ".bb.x1y2.tmp"  # another stage's: not touched
+    other.mkdir()
+    run.run_stage("b", lambda d: (d / "b.txt").write_text("B"))
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".bb.x1y2.tmp", "b", "run_config.json"]
+
+
 def test_run_dir_refuses_another_runs_directory(tmp_path):
     RunDir(tmp_path, {"lr": 1, "model": "x"})
     with pytest.raises(RunDirectoryMismatch, match="config differs in: lr"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -129,8 +130,10 @@ class RunDir:
         final = self.stage_path(stage)
         if final.is_dir():
             return final
-        for leftover in final.parent.glob(f".{final.name}.*.tmp"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        leftover = re.compile(rf"\.{re.escape(final.name)}\.[a-z0-9_]+\.tmp")  # atomic_path's names for it
+        for path in final.parent.glob(f".{final.name}.*.tmp"):
+            if leftover.fullmatch(path.name):
+                shutil.rmtree(path, ignore_errors=True)
         with atomic_path(final) as tmp:
             tmp.mkdir()
             build(tmp)

@@ -45,10 +45,11 @@ def test_run_dir_removes_what_a_killed_stage_left(tmp_path):
     killed = tmp_path / "run" / ".b.x1y2.tmp"  # as atomic_path names it; SIGKILL skipped its cleanup
     (killed / "b").mkdir(parents=True)
     (killed / "b" / "weights.bin").write_bytes(b"0" * 1000)
-    other = tmp_path / "run" / ".bb.x1y2.tmp"  # another stage's: not touched
-    other.mkdir()
+    for other in (".bb.x1y2.tmp", ".b.v2.x1y2.tmp"):  # other stages' ("bb", "b.v2"): not touched
+        (tmp_path / "run" / other).mkdir()
     run.run_stage("b", lambda d: (d / "b.txt").write_text("B"))
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".bb.x1y2.tmp", "b", "run_config.json"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        ".b.v2.x1y2.tmp", ".bb.x1y2.tmp", "b", "run_config.json"]
 
 
 def test_run_dir_refuses_another_runs_directory(tmp_path):

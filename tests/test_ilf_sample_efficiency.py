@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -47,9 +48,11 @@ def stage_files(out: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in out.glob("**/*") if p.is_file() and p.parent != out}
 
 
-def test_sweep_points_files_nesting_and_resume(config_file, tmp_path, monkeypatch, capsys):
+def test_sweep_points_files_nesting_and_resume(config_file, tmp_path, monkeypatch, capsys, caplog):
     out = tmp_path / "out"
-    results = sweep.main(["--config", str(config_file)])
+    with caplog.at_level(logging.WARNING):
+        results = sweep.main(["--config", str(config_file)])
+    assert "the judge is trained on all train comparisons, a superset of every best-of-N" in caplog.text
 
     expected = [("base", 0)] + [(m, n) for n in COUNTS for m in METHODS]
     assert [(r["method"], r["n"]) for r in results] == expected

@@ -15,7 +15,8 @@ For each count n (nested subsamples of the train split's feedback samples, ``dat
 each method's greedy (or best-of) summaries of the test posts are judged against the test split's TL;DR
 reference summaries by a judge reward model (``judge_reward_model``, or one trained here on all train
 comparisons), giving a win rate with a 95% bootstrap CI (``rlhf.metrics.win_rate``). The base model's
-zero-shot win rate is the n = 0 point. Every (method, n) is a stage of a resumable run directory.
+zero-shot win rate is the n = 0 point. A judge trained here has seen every best-of-N reward model's comparisons
+(at the largest count, exactly the same ones), so the best-of-N points are optimistic (a warning says so). Every (method, n) is a stage of a resumable run directory.
 Prints one line per point and writes ``results.csv``, ``results.json`` (with the ids of each count's train
 samples) and ``sample_efficiency.png`` to ``output_dir``. ``sample_counts`` and ``methods`` are not part of the run's
 identity: rerunning with more counts or methods reuses the finished stages.
@@ -49,6 +50,7 @@ from rlhf.models import load_causal_lm
 from rlhf.preference import LoraSettings, PreferenceRewardModel, RewardTrainingSettings, train_reward_model
 from rlhf.reward import PromptCompletion
 
+logger = logging.getLogger("ilf_sample_efficiency")
 METHODS = ("ilf", "sft_human", "sft_initial", "best_of_n", "ilf_best_of_n")
 
 
@@ -101,6 +103,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if bad:  # checked before any training, so a bad sweep fails in seconds rather than after the judge
         raise SystemExit(f"sample_counts: {bad} outside 1..{n_feedback}, the number of feedback samples in "
                          f"{cfg.data} split '{cfg.train_split}' (the base model is the n = 0 point)")
+    if not cfg.judge_reward_model and {"best_of_n", "ilf_best_of_n"} & set(cfg.methods):
+        logger.warning("the judge is trained on all train comparisons, a superset of every best-of-N reward model's "
+                       "(the same set at n = %d): best-of-N win rates are optimistic; pass judge_reward_model for an "
+                       "independent judge", n_feedback)
     test = [s for s in load_slf5k(cfg.data, cfg.test_split) if s.tldr_human_reference_summary.strip()]
     if not test:
         raise SystemExit(f"test_split: no post in {cfg.data} split '{cfg.test_split}' has a TL;DR reference summary")

@@ -186,38 +186,22 @@ class InstructRMSelector(Selector):
         """p(yes) / (p(yes) + p(no)) per (prefix, suffixes) input and suffix: shape (len(inputs), n_suffixes).
 
         Each judge prompt ``prefix + suffix`` is tokenized whole, as it would be given to the model alone, and
-        the value is the one a plain forward pass on it gives at its last token. Prompts that share their
-        start (the phrasings of one candidate; the candidates of one item) are packed as a token tree: the
-        shared tokens are computed once (see :func:`_pack`).
+        its value is the one a plain forward pass on it gives at its last token. Prompts that share their
+        start (the phrasings of one candidate; the candidates of one item) are packed as a token tree, so
+        the shared tokens are computed once (see :func:`_pack`); a start shared by every row of a forward
+        pass (the chat template, the instructions) is computed once for all of them and passed as a KV cache.
         """
         tok, model = self.tokenizer, self.model
         n_suffixes = len(inputs[0][1])
         if any(len(s) != n_suffixes for _, s in inputs):
             raise ValueError("InstructRM: every input needs the same number of question phrasings")
-        max_len = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
         device = next(model.parameters()).device
         dtype = next(model.parameters()).dtype
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        prompts = self._tokenize(inputs)
 
-        ids = tok([prefix + s for prefix, suffixes in inputs for s in suffixes])["input_ids"]
-        prompts = [ids[i * n_suffixes : (i + 1) * n_suffixes] for i in range(len(inputs))]
-        truncated = 0
-        if max_len:
-            question_lens: dict[str, int] = {}
-            for i, (_, suffixes) in enumerate(inputs):
-                over = max(len(p) for p in prompts[i]) - max_len
-                if over <= 0:
-                    continue
-                for s in suffixes:
-                    if s not in question_lens:
-                        question_lens[s] = len(tok(s, add_special_tokens=False)["input_ids"])
-                if over >= min(len(p) - question_lens[s] for p, s in zip(prompts[i], suffixes)):
-                    raise ValueError(f"InstructRM: the questions alone exceed the model context of {max_len} tokens")
-                # Cut the same start off every phrasing (they keep sharing it); keep the end: outputs and feedback.
-                prompts[i], truncated = [p[over:] for p in prompts[i]], truncated + 1
-
-        # Rows: candidates whose prompts share at least half their tokens (those of one item) share a row,
-        # up to batch_size candidates; sorting the token sequences puts them next to each other.
+        # Rows: candidates whose prompts share at least half their tokens (those of one item) share a row, up
+        # to batch_size candidates; sorted token sequences put them next to each other.
         rows: list[list[int]] = []
         for i in sorted(range(len(prompts)), key=lambda i: prompts[i][0]):
             first = prompts[i][0]
@@ -226,40 +210,77 @@ class InstructRMSelector(Selector):
                 rows[-1].append(i)
             else:
                 rows.append([i])
-        trees = [(row, _token_tree([p for i in row for p in prompts[i]])) for row in rows]
         # Forward passes of up to batch_size candidates, rows of similar size together (little padding).
-        trees.sort(key=lambda rt: -len(rt[1][0]))
-        batches: list[list] = []
-        for row, tree in trees:
-            if batches and sum(len(r) for r, _ in batches[-1]) + len(row) <= self.batch_size:
-                batches[-1].append((row, tree))
+        sized = sorted(((row, len(_token_tree([p for i in row for p in prompts[i]])[0])) for row in rows),
+                       key=lambda rs: -rs[1])
+        batches: list[list[list[int]]] = []
+        for row, _ in sized:
+            if batches and sum(len(r) for r in batches[-1]) + len(row) <= self.batch_size:
+                batches[-1].append(row)
             else:
-                batches.append([(row, tree)])
+                batches.append([row])
 
+        forward_args = inspect.signature(model.forward).parameters
         out = torch.empty(len(inputs), n_suffixes)
-        keep_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         was_training = model.training
         model.eval()
         try:
             for batch in tqdm(batches, desc="instructrm", disable=not self.progress or len(batches) < 2):
-                ids_, mask, positions, read_at = _pack([tree for _, tree in batch], pad_id, dtype)
-                kwargs = {"logits_to_keep": read_at.to(device)} if keep_logits else {}
-                logits = model(input_ids=ids_.to(device), attention_mask=mask.to(device),
-                               position_ids=positions.to(device), **kwargs).logits
-                if not keep_logits:
-                    logits = logits[torch.arange(len(batch))[:, None], read_at.to(device)]
+                seqs = [[p for i in row for p in prompts[i]] for row in batch]
+                # The start every sequence of every row shares (each keeps at least its last token in its row).
+                shared = 0
+                if len(batch) > 1:
+                    shared = min(min(_common_prefix_len(seqs[0][0], p), len(p) - 1) for s in seqs for p in s)
+                kwargs = _prefix_cache(model, seqs[0][0][:shared], len(batch), device) if shared >= 8 else None
+                if kwargs is None:
+                    kwargs, shared = {}, 0
+                ids, mask, positions, read_at = _pack([_token_tree([p[shared:] for p in s]) for s in seqs], pad_id,
+                                                      dtype, past=shared)
+                keep = ids.shape[1] - int(read_at.min())  # the answers are read at the last positions of each row
+                if "logits_to_keep" in forward_args:
+                    kwargs["logits_to_keep"] = keep
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                               position_ids=positions.to(device), **kwargs).logits[:, -keep:]
+                logits = logits[torch.arange(len(batch))[:, None], (read_at - (ids.shape[1] - keep)).to(device)]
                 logp = torch.log_softmax(logits.float(), dim=-1)  # (rows, reads, V)
                 lp_yes = torch.logsumexp(logp[..., self.yes_ids], dim=-1)
                 lp_no = torch.logsumexp(logp[..., self.no_ids], dim=-1)
                 p = torch.sigmoid(lp_yes - lp_no).cpu()  # = p_yes / (p_yes + p_no)
-                for b, (row, _) in enumerate(batch):
+                for b, row in enumerate(batch):
                     out[row] = p[b, : len(row) * n_suffixes].view(len(row), n_suffixes)
         finally:
             model.train(was_training)
+        return out
+
+    def _tokenize(self, inputs: Sequence[tuple[str, Sequence[str]]]) -> list[list[list[int]]]:
+        """Token ids of every judge prompt (per input, per suffix), the start cut off those that exceed the context.
+
+        A candidate's phrasings all lose the same number of tokens (they keep sharing their start); the
+        end (outputs, feedback, question) is kept. Warns with the number of candidates cut.
+        """
+        tok, model = self.tokenizer, self.model
+        n_suffixes = len(inputs[0][1])
+        max_len = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+        ids = tok([prefix + s for prefix, suffixes in inputs for s in suffixes])["input_ids"]
+        prompts = [ids[i * n_suffixes : (i + 1) * n_suffixes] for i in range(len(inputs))]
+        if not max_len:
+            return prompts
+        truncated = 0
+        question_lens: dict[str, int] = {}
+        for i, (_, suffixes) in enumerate(inputs):
+            over = max(len(p) for p in prompts[i]) - max_len
+            if over <= 0:
+                continue
+            for s in suffixes:
+                if s not in question_lens:
+                    question_lens[s] = len(tok(s, add_special_tokens=False)["input_ids"])
+            if over >= min(len(p) - question_lens[s] for p, s in zip(prompts[i], suffixes)):
+                raise ValueError(f"InstructRM: the questions alone exceed the model context of {max_len} tokens")
+            prompts[i], truncated = [p[over:] for p in prompts[i]], truncated + 1
         if truncated:
             logger.warning("InstructRM: cut the start of %d of %d judge prompts to fit the model context of %d tokens",
                            truncated, len(inputs), max_len)
-        return out
+        return prompts
 
     def score(self, items: Sequence[SelectionItem]) -> list[list[float]]:
         return _unflatten(items, self.yes_probabilities(self.judge_inputs(items)).mean(-1).tolist())
@@ -273,11 +294,29 @@ def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+def _prefix_cache(model, ids: Sequence[int], copies: int, device) -> dict | None:
+    """Forward kwargs carrying the KV cache of ``ids`` (one forward pass) repeated for ``copies`` rows.
+
+    None when the model does not return a cache that can be repeated (then the rows recompute ``ids``).
+    """
+    params = inspect.signature(model.forward).parameters
+    name = "cache" if "cache" in params else "past_key_values" if "past_key_values" in params else None
+    if name is None:
+        return None
+    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    out = model(input_ids=torch.tensor([list(ids)], device=device), use_cache=True, **kwargs)
+    cache = getattr(out, name, None)
+    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+        return None
+    cache.batch_repeat_interleave(copies)
+    return {name: cache}
+
+
 def _token_tree(seqs: Sequence[Sequence[int]]) -> tuple[list[int], list[int], list[int], list[int]]:
     """The prefix tree (trie) of token sequences: one node per distinct prefix, parents before children.
 
-    Returns each node's token, parent (-1 for a root), and depth (its position in its sequence), and
-    per sequence the node of its last token.
+    Returns each node's token, parent (-1 for a root), and depth (its index in its sequences), and per
+    sequence the node of its last token.
     """
     tokens: list[int] = []
     parents: list[int] = []
@@ -300,31 +339,41 @@ def _token_tree(seqs: Sequence[Sequence[int]]) -> tuple[list[int], list[int], li
     return tokens, parents, depths, ends
 
 
-def _pack(trees: Sequence[tuple[list[int], list[int], list[int], list[int]]], pad_id: int, dtype: torch.dtype):
+def _pack(trees: Sequence[tuple[list[int], list[int], list[int], list[int]]], pad_id: int, dtype: torch.dtype,
+          past: int = 0):
     """Left-padded rows of token trees (from :func:`_token_tree`) with a 4D additive attention mask.
 
-    A token sees itself and its ancestors only, at the position it has in its own sequence, so every
-    sequence is computed exactly as if it were alone, while the tokens sequences share are computed once.
-    Returns ids (B, L), mask (B, 1, L, L), position ids (B, L), and the index of each sequence's last
-    token (B, n_sequences); a row with fewer sequences repeats its last index.
+    A token sees itself and its ancestors only, at position ``past`` + its depth, so every sequence is
+    computed exactly as if it were alone, while the tokens sequences share are computed once. ``past``
+    tokens before the rows (a KV cache) are seen by every token. The nodes where sequences end are the
+    last of each row (attention follows the mask, not the order), so the logits are only needed there.
+    Returns ids (B, L), mask (B, 1, L, past + L), position ids (B, L), and the index of each sequence's
+    last token (B, n_sequences); a row with fewer sequences repeats its last index.
     """
     length = max(len(tokens) for tokens, *_ in trees)
     n_reads = max(len(ends) for *_, ends in trees)
     ids = torch.full((len(trees), length), pad_id, dtype=torch.long)
     positions = torch.zeros((len(trees), length), dtype=torch.long)
     read_at = torch.zeros((len(trees), n_reads), dtype=torch.long)
-    allowed = np.zeros((len(trees), length, length), dtype=bool)
-    allowed[:, np.arange(length), np.arange(length)] = True  # padding attends to itself: no all-masked row, no NaN
+    allowed = np.zeros((len(trees), length, past + length), dtype=bool)
+    allowed[:, :, :past] = True
+    allowed[:, np.arange(length), past + np.arange(length)] = True  # padding attends to itself: no all-masked row
     for r, (tokens, parents, depths, ends) in enumerate(trees):
-        start = length - len(tokens)
-        ids[r, start:] = torch.tensor(tokens)
-        positions[r, start:] = torch.tensor(depths)
-        read_at[r] = torch.tensor(ends + ends[-1:] * (n_reads - len(ends))) + start
-        sees = allowed[r, start:, start:]  # row i: the ancestors of node i and i itself
+        n = len(tokens)
+        sees = np.zeros((n, n), dtype=bool)  # row i: the ancestors of node i and i itself
         for i, parent in enumerate(parents):
             if parent >= 0:
                 sees[i] = sees[parent]
             sees[i, i] = True
+        last = sorted(set(ends))
+        order = sorted(set(range(n)) - set(last)) + last  # new index -> node
+        where = np.empty(n, dtype=np.int64)
+        where[order] = np.arange(n)  # node -> new index
+        start = length - n
+        ids[r, start:] = torch.tensor(tokens)[order]
+        positions[r, start:] = torch.tensor(depths)[order] + past
+        read_at[r] = torch.from_numpy(where[ends + ends[-1:] * (n_reads - len(ends))]) + start
+        allowed[r, start:, past + start:] = sees[np.ix_(order, order)]
     mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~torch.from_numpy(allowed), torch.finfo(dtype).min)
     return ids, mask[:, None], positions, read_at
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from language_feedback import selectors
 from language_feedback.prompts import INSTRUCTRM_QUESTIONS
 from language_feedback.selectors import (
     SELECTORS,
@@ -113,16 +114,21 @@ def test_token_tree_packing():
     assert tokens == [5, 6, 7, 8, 9, 4] and parents == [-1, 0, 1, 1, 3, -1] and depths == [0, 1, 2, 2, 3, 0]
     assert ends == [2, 4, 2, 5]  # the repeated sequence reads the same node
     ids, mask, positions, read_at = _pack([tree, _token_tree([[1, 2]])], pad_id=0, dtype=torch.float32)
-    assert ids.tolist() == [[5, 6, 7, 8, 9, 4], [0, 0, 0, 0, 1, 2]]
+    # The nodes where sequences end go last (7, 9, 4), so logits are only needed at the end of each row.
+    assert ids.tolist() == [[5, 6, 8, 7, 9, 4], [0, 0, 0, 0, 1, 2]]
     assert positions.tolist() == [[0, 1, 2, 2, 3, 0], [0, 0, 0, 0, 0, 1]]
-    assert read_at.tolist() == [[2, 4, 2, 5], [5, 5, 5, 5]]
+    assert read_at.tolist() == [[3, 4, 3, 5], [5, 5, 5, 5]]
     sees = mask[:, 0] == 0
-    assert sees[0].nonzero().tolist() == [[0, 0], [1, 0], [1, 1], [2, 0], [2, 1], [2, 2], [3, 0], [3, 1], [3, 3],
-                                          [4, 0], [4, 1], [4, 3], [4, 4], [5, 5]]
-    assert sees[1].nonzero().tolist() == [[0, 0], [1, 1], [2, 2], [3, 3], [4, 4], [5, 4], [5, 5]]
+    assert [row.nonzero().flatten().tolist() for row in sees[0]] == [[0], [0, 1], [0, 1, 2], [0, 1, 3], [0, 1, 2, 4], [5]]
+    assert [row.nonzero().flatten().tolist() for row in sees[1]] == [[0], [1], [2], [3], [4], [4, 5]]
+    # With 2 cached tokens before the rows: every token also sees them, and positions start after them.
+    ids2, mask2, positions2, read_at2 = _pack([tree], pad_id=0, dtype=torch.float32, past=2)
+    assert mask2.shape == (1, 1, 6, 8) and (mask2[0, 0, :, :2] == 0).all()
+    assert torch.equal(mask2[0, 0, :, 2:], mask[0, 0]) and torch.equal(positions2, positions[:1] + 2)
+    assert torch.equal(ids2, ids[:1]) and torch.equal(read_at2, read_at[:1])
 
 
-def test_instructrm_tree_packing_matches_each_prompt_alone(tiny_lm):
+def test_instructrm_tree_packing_matches_each_prompt_alone(tiny_lm, monkeypatch):
     """Items with 1 to 5 candidates of very different lengths (and a repeated one), rows split by batch_size."""
     model, tokenizer = tiny_lm
     long = " ".join(["The dog barks at the mail carrier and treats did not help."] * 6)
@@ -133,6 +139,14 @@ def test_instructrm_tree_packing_matches_each_prompt_alone(tiny_lm):
                       ("Dog.", long, "My dog barks at the mail carrier.", "Dog.", "No.")),
         ITEMS[0],
     ]
+    cached, results = [], {}
+    real = selectors._prefix_cache
+
+    def spy(model, ids, copies, device):
+        cached.append((len(ids), copies))
+        return real(model, ids, copies, device)
+
+    monkeypatch.setattr(selectors, "_prefix_cache", spy)
     for batch_size, phrasings in ((3, 0), (1, 0), (16, 0), (16, 1)):
         selector = InstructRMSelector(model, tokenizer, batch_size=batch_size, phrasings=phrasings, progress=False)
         prompts = selector.prompts(items)
@@ -142,6 +156,13 @@ def test_instructrm_tree_packing_matches_each_prompt_alone(tiny_lm):
         scores = selector.score(items)
         assert [len(s) for s in scores] == [1, 3, 5, 2]
         assert scores[2][0] == pytest.approx(scores[2][3], abs=1e-6)  # the same candidate twice
+        results[batch_size, phrasings] = probs
+    # Several rows in one forward pass share the template's start through a KV cache of it...
+    assert cached and all(n >= 8 and copies > 1 for n, copies in cached)
+    # ... and a model without a usable cache recomputes it in every row, with the same result.
+    monkeypatch.setattr(selectors, "_prefix_cache", lambda *args: None)
+    selector = InstructRMSelector(model, tokenizer, batch_size=16, progress=False)
+    torch.testing.assert_close(selector.yes_probabilities(selector.judge_inputs(items)), results[16, 0], atol=1e-5, rtol=0)
 
 
 def test_instructrm_truncates_prompts_longer_than_the_context(tiny_lm, caplog):

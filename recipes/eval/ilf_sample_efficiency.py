@@ -212,6 +212,7 @@ def plot(results: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     base = results[0]
@@ -225,6 +226,9 @@ def plot(results: list[dict], path: Path) -> None:
         ax.errorbar(xs, vals, yerr=err, marker="o", capsize=3, label=method)
     ax.axhline(0.5, color="black", ls=":", lw=1)
     ax.set_xscale("log")
+    counts = sorted({r["n"] for r in results[1:]})
+    ax.set_xticks(counts, [str(n) for n in counts])  # the swept counts, not log-scale "2×10^1" labels
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("feedback samples")
     ax.set_ylabel("win rate vs. reference (95% CI)")
     ax.set_ylim(0, 1)

@@ -7,9 +7,12 @@
   prompt so both sides produce the same number of tokens).
 - ``instructrm_logits_speedup``: judge prompts (candidate × question phrasing) per second of
   ``InstructRMSelector.score`` (p(yes)/(p(yes)+p(no)) from next-token logits, one forward pass per batch
-  with the phrasings packed after their shared prefix) over asking the same model each full judge prompt
-  and generating its answer (greedy, batched the same way, up to ``--answer_tokens`` new tokens, stopping
-  at EOS), which is what parsing a yes/no answer from the model's reply costs.
+  of 8 candidates: each item's judge prompts packed as a token tree, so the input, original summary and
+  feedback are computed once per item and each candidate once for its 4 phrasings, the template start
+  shared by all items once per batch, and the LM head only at the answer positions) over asking the
+  same model each full judge prompt and generating its answer (greedy, ``generate`` with batch 8, up to
+  ``--answer_tokens`` new tokens, stopping at EOS), which is what parsing a yes/no answer from the
+  model's reply costs.
 
 Rounds alternate the two sides so that load from other jobs hits both alike; the ratio uses each side's
 median time.

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from language_feedback.code_data import load_code_feedback
-from rlhf.preference import RewardTrainingSettings, train_reward_model
+from rlhf.preference import train_reward_model
+from rlhf.training import TrainingSettings
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbpp_code_feedback.jsonl"
 
@@ -59,9 +60,9 @@ def main() -> None:
 
     # Small batches and gradient checkpointing: with batch 4 and 1024 tokens the process grew to 8 GB here
     # and the shared machine's OOM killer stopped it.
-    settings = RewardTrainingSettings(learning_rate=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-                                      gradient_accumulation_steps=args.grad_accum, max_length=args.max_length,
-                                      gradient_checkpointing=True, seed=args.seed, logging_steps=5)
+    settings = TrainingSettings(learning_rate=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+                                gradient_accumulation_steps=args.grad_accum, max_length=args.max_length,
+                                gradient_checkpointing=True, seed=args.seed, logging_steps=5)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         metrics = train_reward_model(args.model, train, Path(tmp) / "rm", eval_comparisons=held, settings=settings)

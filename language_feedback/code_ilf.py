@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from language_feedback.finetune import LoraSettings, SFTSettings, sft
+from language_feedback.finetune import sft
 from language_feedback.generation import generate
 from language_feedback.prompts import CODE_STOP_STRINGS, code_completion, code_prompt, code_refine_prompt
 from rlhf.artifacts import RunDir, read_jsonl, write_json_atomic, write_jsonl_atomic
 from rlhf.config import config_to_dict
 from rlhf.metrics import pass_at_k
+from rlhf.training import LoraSettings, TrainingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +75,8 @@ class CodeILFConfig:
     sandbox_workers: int = 2
     sandbox_timeout_s: float = 10.0
     # Training
-    refiner_sft: SFTSettings = field(default_factory=SFTSettings)
-    policy_sft: SFTSettings = field(default_factory=SFTSettings)
+    refiner_sft: TrainingSettings = field(default_factory=TrainingSettings)
+    policy_sft: TrainingSettings = field(default_factory=TrainingSettings)
     lora: LoraSettings | None = None
     seed: int = 0
     torch_threads: int | None = None  # None: leave torch's default
@@ -342,7 +343,7 @@ class CodeILF:
                              f"{c.refiner_train_tasks!r} with non-empty feedback and refinement")
         self._drop_models()
         metrics = sft(base, examples, out / "model", lora=c.lora, trainer_dir=self.run_dir.path / "refiner.trainer",
-                      **vars(c.refiner_sft))
+                      settings=c.refiner_sft)
         if self.is_main:
             write_jsonl_atomic(out / "train.jsonl", examples)
             write_json_atomic(out / "summary.json", {"trained": True, "base_model": base, **metrics})
@@ -452,7 +453,7 @@ class CodeILF:
         self._drop_models()
         pairs = [{"prompt": e["prompt"], "completion": e["completion"]} for e in examples]
         metrics = sft(c.policy_model, pairs, out / "model", lora=c.lora, trainer_dir=self.run_dir.path / "policy.trainer",
-                      **vars(c.policy_sft))
+                      settings=c.policy_sft)
         if self.is_main:
             write_json_atomic(out / "summary.json", {"trained": True, "base_model": c.policy_model, **metrics})
 

@@ -18,37 +18,18 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from rlhf.artifacts import atomic_path
-from rlhf.preference import LoraSettings
+from rlhf.training import LoraSettings, TrainingSettings
 
 logger = logging.getLogger(__name__)
 
 METADATA_FILE = "sft.json"
 
-__all__ = ["LoraSettings", "SFTSettings", "build_sft_trainer", "sft", "validate_examples"]
-
-
-@dataclass
-class SFTSettings:
-    """Optimisation settings for :func:`sft`; the field names are its keyword arguments (``sft(..., **asdict(s))``)."""
-
-    lr: float = 1e-5
-    epochs: float = 1.0
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_length: int = 1024
-    seed: int = 0
-    gradient_checkpointing: bool = False
-    bf16: bool | None = None  # None: bf16 when a bf16-capable GPU is present, fp32 otherwise
-    logging_steps: int = 10
-    save_steps: int | None = None  # checkpoint every N steps so that a killed run resumes mid-training
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+__all__ = ["build_sft_trainer", "sft", "validate_examples"]
 
 
 def validate_examples(examples: Any, where: str = "examples") -> list[dict[str, str]]:
@@ -77,7 +58,7 @@ def build_sft_trainer(
     *,
     tokenizer: Any = None,
     lora: LoraSettings | None = None,
-    settings: SFTSettings | None = None,
+    settings: TrainingSettings | None = None,
 ):
     """An ``SFTTrainer`` on a prompt–completion dataset with completion-only loss (what :func:`sft` trains with)."""
     from datasets import Dataset
@@ -86,7 +67,7 @@ def build_sft_trainer(
 
     from rlhf.models import resolve_model_path
 
-    settings = settings or SFTSettings()
+    settings = settings or TrainingSettings()
     rows = validate_examples(examples)
     if isinstance(model_or_path, (str, Path)):
         model = resolve_model_path(model_or_path, "causal_lm")
@@ -97,28 +78,7 @@ def build_sft_trainer(
             raise ValueError("tokenizer: required when a model object (not a path) is given")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    bf16 = settings.bf16 if settings.bf16 is not None else (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    config = SFTConfig(
-        output_dir=str(trainer_dir),
-        learning_rate=settings.lr,
-        num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
-        max_length=settings.max_length,
-        completion_only_loss=True,
-        seed=settings.seed,
-        # transformers 5 renamed gradient_checkpointing (TRL defaults the old name to True); set the new one
-        gradient_checkpointing=None,
-        activation_checkpointing=settings.gradient_checkpointing,
-        bf16=bf16,
-        # Without a GPU, TrainingArguments re-initialises accelerate's state as single-process unless told to
-        # use the CPU: under `accelerate launch`/torchrun on CPU each process would then train alone.
-        use_cpu=not torch.cuda.is_available(),
-        logging_steps=settings.logging_steps,
-        save_strategy="steps" if settings.save_steps else "no",
-        save_steps=settings.save_steps or 500,
-        report_to=settings.report_to or "none",
-    )
+    config = SFTConfig(completion_only_loss=True, **settings.trainer_arguments(trainer_dir))
     peft_config = None
     if lora is not None:
         from peft import LoraConfig
@@ -141,17 +101,7 @@ def sft(
     tokenizer: Any = None,
     lora: LoraSettings | None = None,
     trainer_dir: str | Path | None = None,
-    lr: float = SFTSettings.lr,
-    epochs: float = SFTSettings.epochs,
-    batch_size: int = SFTSettings.batch_size,
-    grad_accum: int = SFTSettings.grad_accum,
-    max_length: int = SFTSettings.max_length,
-    seed: int = SFTSettings.seed,
-    gradient_checkpointing: bool = SFTSettings.gradient_checkpointing,
-    bf16: bool | None = SFTSettings.bf16,
-    logging_steps: int = SFTSettings.logging_steps,
-    save_steps: int | None = SFTSettings.save_steps,
-    report_to: Sequence[str] = ("tensorboard",),
+    settings: TrainingSettings | None = None,
 ) -> dict[str, Any]:
     """Fine-tune a causal LM on ``examples`` (prompt → completion, loss on completion tokens only).
 
@@ -164,11 +114,7 @@ def sft(
     """
     from transformers.trainer_utils import get_last_checkpoint
 
-    settings = SFTSettings(
-        lr=lr, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, seed=seed,
-        gradient_checkpointing=gradient_checkpointing, bf16=bf16, logging_steps=logging_steps, save_steps=save_steps,
-        report_to=list(report_to),
-    )
+    settings = settings or TrainingSettings()
     output_dir = Path(output_dir)
     trainer_dir = Path(trainer_dir) if trainer_dir is not None else output_dir.with_name(output_dir.name + ".trainer")
     trainer = build_sft_trainer(model_or_path, examples, trainer_dir, tokenizer=tokenizer, lora=lora, settings=settings)

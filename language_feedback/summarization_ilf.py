@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from language_feedback.finetune import SFTSettings
 from language_feedback.prompts import refine_prompt, summarize_prompt, summary_completion
 from language_feedback.selectors import SELECTORS, SelectionItem, Selector, make_selector
 from language_feedback.summarization_data import SummaryFeedbackSample, feedback_samples
 from rlhf.artifacts import RunDir, read_jsonl, write_json_atomic, write_jsonl_atomic
-from rlhf.preference import LoraSettings
+from rlhf.training import LoraSettings, TrainingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class ILFConfig:
     max_prompt_tokens: int = 0  # 0 = the model's context length minus max_new_tokens
     use_lora: bool = False
     lora: LoraSettings = field(default_factory=LoraSettings)
-    sft: SFTSettings = field(default_factory=lambda: SFTSettings(lr=1e-5, epochs=1.0, report_to=[]))
+    sft: TrainingSettings = field(default_factory=TrainingSettings)
     seed: int = 0
 
 
@@ -311,7 +310,7 @@ def run_ilf(
             policy.unload()  # free the generation copy before training
             sft(
                 model_path, examples, model_dir, lora=cfg.lora if cfg.use_lora else None,
-                trainer_dir=run.stage_path(f"round{r}/trainer"), **dataclasses.asdict(cfg.sft),
+                trainer_dir=run.stage_path(f"round{r}/trainer"), settings=cfg.sft,
             )
         metrics = {
             "round": r, "n_selected": len(selected), "n_train_examples": len(examples),

@@ -23,8 +23,9 @@ from language_feedback.summarization_data import load_slf5k
 from rlhf.artifacts import atomic_path, write_json_atomic
 from rlhf.config import load_config
 from rlhf.models import resolve_model_path
-from rlhf.preference import LoraSettings, PreferenceRewardModel
+from rlhf.preference import PreferenceRewardModel
 from rlhf.reward import as_trl_reward_func
+from rlhf.training import LoraSettings
 
 
 @dataclass

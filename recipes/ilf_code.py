@@ -6,8 +6,8 @@ fine-tuning π_θ, with pass@k before and after. All the work is in ``language_f
         --config recipes/configs/ilf_code_gpu.yaml --mbpp_path /path/to/mbpp.jsonl
     accelerate launch --multi_gpu --num_processes 2 recipes/ilf_code.py --config ...   # 2 CPU processes (gloo)
 
-Any config key can be overridden on the command line (``--eval_samples 20``, ``--policy_sft.lr 1e-5``). A rerun
-with the same config and ``run_dir`` resumes at the first unfinished stage. Prints pass@k before/after and writes
+Any config key can be overridden on the command line (``--eval_samples 20``,
+``--policy_sft.learning_rate 1e-5``). A rerun with the same config and ``run_dir`` resumes at the first unfinished stage. Prints pass@k before/after and writes
 ``<run_dir>/results.json``.
 """
 

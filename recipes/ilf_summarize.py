@@ -6,7 +6,7 @@
 
 ``--data`` is an SLF5K-format JSONL file, a directory of ``<split>.jsonl`` files, or ``JeremyAlain/SLF5K``
 where a dataset hub is reachable. Any key can be overridden (``--ilf.selector instructrm``,
-``--ilf.sft.lr 1e-5``). A rerun with the same config and ``run_dir`` resumes at the first unfinished stage.
+``--ilf.sft.learning_rate 1e-5``). A rerun with the same config and ``run_dir`` resumes at the first unfinished stage.
 Prints one line per round and the paths of the final model and of the feedback-derived comparisons
 (input for ``recipes/train_reward_model.py``). All the work is in ``language_feedback.summarization_ilf``.
 """

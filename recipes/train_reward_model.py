@@ -24,13 +24,8 @@ from language_feedback.prompts import summarize_prompt
 from language_feedback.summarization_data import comparisons as human_comparisons
 from language_feedback.summarization_data import load_slf5k
 from rlhf.config import load_config
-from rlhf.preference import (
-    METADATA_FILE,
-    LoraSettings,
-    RewardTrainingSettings,
-    load_comparisons_jsonl,
-    train_reward_model,
-)
+from rlhf.preference import METADATA_FILE, load_comparisons_jsonl, train_reward_model
+from rlhf.training import LoraSettings, TrainingSettings
 
 
 @dataclass
@@ -45,7 +40,7 @@ class TrainRewardModelConfig:
     output_dir: str = "runs/reward_model"
     use_lora: bool = False
     lora: LoraSettings = field(default_factory=LoraSettings)
-    training: RewardTrainingSettings = field(default_factory=RewardTrainingSettings)
+    training: TrainingSettings = field(default_factory=lambda: TrainingSettings(learning_rate=1e-4))
 
 
 def slf5k_comparisons(data: str, split: str) -> list[dict[str, str]]:

@@ -18,7 +18,7 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,39 +28,12 @@ from rlhf.artifacts import atomic_path, iter_jsonl
 from rlhf.metrics import outcomes_from_scores
 from rlhf.models import resolve_model_path
 from rlhf.reward import PromptCompletion, RewardModel
+from rlhf.training import LoraSettings, TrainingSettings
 
 logger = logging.getLogger(__name__)
 
 COMPARISON_FIELDS = ("prompt", "chosen", "rejected")
 METADATA_FILE = "reward_model.json"
-
-
-@dataclass
-class LoraSettings:
-    """LoRA for reward-model training (peft). The score head is always trained and saved in full."""
-
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    # "all-linear" lets peft pick every linear layer except the output head, for any architecture.
-    target_modules: list[str] | str = "all-linear"
-
-
-@dataclass
-class RewardTrainingSettings:
-    """Optimisation settings for :func:`train_reward_model` (mirrors the fields of TRL's ``RewardConfig``)."""
-
-    learning_rate: float = 1e-4
-    epochs: float = 1.0
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_length: int = 1024
-    seed: int = 0
-    gradient_checkpointing: bool = False
-    bf16: bool | None = None  # None: bf16 when a bf16-capable GPU is present, fp32 otherwise
-    logging_steps: int = 10
-    save_steps: int | None = None  # checkpoint every N steps so that a killed run resumes
-    report_to: list[str] = field(default_factory=list)  # e.g. ["tensorboard"]
 
 
 def validate_comparisons(comparisons: Any, where: str = "comparisons") -> list[dict[str, str]]:
@@ -244,7 +217,7 @@ def train_reward_model(
     *,
     eval_comparisons: Sequence[Mapping[str, str]] | None = None,
     lora: LoraSettings | None = None,
-    settings: RewardTrainingSettings | None = None,
+    settings: TrainingSettings | None = None,
     callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Train a Bradley–Terry reward model with TRL's ``RewardTrainer``; save it atomically to ``output_dir``.
@@ -262,7 +235,7 @@ def train_reward_model(
     from transformers.trainer_utils import get_last_checkpoint
     from trl import RewardConfig, RewardTrainer
 
-    settings = settings or RewardTrainingSettings()
+    settings = settings or TrainingSettings(learning_rate=1e-4)
     train_rows = validate_comparisons(comparisons, "comparisons")
     eval_rows = validate_comparisons(eval_comparisons, "eval_comparisons") if eval_comparisons is not None else None
     model_path = resolve_model_path(model_name_or_path)
@@ -278,22 +251,7 @@ def train_reward_model(
         logger.warning("%d of %d training comparisons are longer than max_length=%d tokens; TRL drops them",
                        len(train_rows) - n_kept, len(train_rows), settings.max_length)
 
-    bf16 = settings.bf16 if settings.bf16 is not None else (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    config = RewardConfig(
-        output_dir=str(work_dir),
-        learning_rate=settings.learning_rate,
-        num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        max_length=settings.max_length,
-        seed=settings.seed,
-        gradient_checkpointing=settings.gradient_checkpointing,
-        bf16=bf16,
-        logging_steps=settings.logging_steps,
-        save_strategy="steps" if settings.save_steps else "no",
-        save_steps=settings.save_steps or 500,
-        report_to=settings.report_to or "none",
-    )
+    config = RewardConfig(**settings.trainer_arguments(work_dir))
     peft_config = None
     if lora is not None:
         from peft import LoraConfig
@@ -321,25 +279,28 @@ def train_reward_model(
     if eval_rows is not None:
         metrics["eval_accuracy"] = preference_accuracy(_in_memory_rm(trainer, settings), eval_rows)
 
-    with atomic_path(output_dir) as tmp:
-        trainer.save_model(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        meta = {
-            "base_model": str(model_name_or_path),
-            "base_model_path": model_path,
-            "lora": asdict(lora) if lora is not None else None,
-            "settings": asdict(settings),
-            "metrics": metrics,
-        }
-        (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    for checkpoint in work_dir.glob("checkpoint-*"):
-        shutil.rmtree(checkpoint, ignore_errors=True)  # the finished model supersedes them
-    if work_dir.is_dir() and not any(work_dir.iterdir()):
-        work_dir.rmdir()
+    accelerator = trainer.accelerator
+    if accelerator.is_main_process:  # under `accelerate launch` every process trains; one writes the model
+        with atomic_path(output_dir) as tmp:
+            trainer.save_model(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+            meta = {
+                "base_model": str(model_name_or_path),
+                "base_model_path": model_path,
+                "lora": asdict(lora) if lora is not None else None,
+                "settings": asdict(settings),
+                "metrics": metrics,
+            }
+            (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        for checkpoint in work_dir.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)  # the finished model supersedes them
+        if work_dir.is_dir() and not any(work_dir.iterdir()):
+            work_dir.rmdir()
+    accelerator.wait_for_everyone()
     return metrics
 
 
-def _in_memory_rm(trainer: Any, settings: RewardTrainingSettings) -> PreferenceRewardModel:
+def _in_memory_rm(trainer: Any, settings: TrainingSettings) -> PreferenceRewardModel:
     return PreferenceRewardModel(
         trainer.model, trainer.processing_class, batch_size=settings.batch_size, max_length=settings.max_length
     )

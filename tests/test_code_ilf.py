@@ -20,9 +20,9 @@ from language_feedback.code_ilf import (
     select_passing,
 )
 from language_feedback.critic import CriticFeedback
-from language_feedback.finetune import SFTSettings
 from language_feedback.prompts import code_critic_prompt
 from rlhf.artifacts import read_jsonl
+from rlhf.training import TrainingSettings
 
 # Three small MBPP-format tasks of our own; short texts keep the tiny model's prompts well under its context.
 MBPP_ROWS = [
@@ -143,7 +143,7 @@ def test_critic_prompts_carry_program_and_test_result(tiny_lm_path):
 def _tiny_config(tmp_path, tiny_lm_path, mbpp, feedback) -> CodeILFConfig:
     # High learning rate, many epochs: the tiny model memorises the two refinements, so the round
     # really fixes programs and the fine-tuned policy really passes tests the base model fails.
-    memorise = SFTSettings(lr=3e-3, epochs=30, batch_size=2, max_length=512, logging_steps=10, report_to=[])
+    memorise = TrainingSettings(learning_rate=3e-3, epochs=30, batch_size=2, max_length=512, logging_steps=10, report_to=[])
     return CodeILFConfig(
         run_dir=str(tmp_path / "run"), mbpp_path=str(mbpp), code_feedback_path=str(feedback),
         refiner_train_tasks="1-2", policy_train_tasks="1-2,99", test_tasks="1-3", policy_model=tiny_lm_path,

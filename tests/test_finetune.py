@@ -9,8 +9,9 @@ import torch
 from _launch import accelerate_launch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from language_feedback.finetune import LoraSettings, SFTSettings, build_sft_trainer, sft, validate_examples
+from language_feedback.finetune import build_sft_trainer, sft, validate_examples
 from language_feedback.generation import generate
+from rlhf.training import LoraSettings, TrainingSettings
 
 EXAMPLES = [
     {"prompt": "def add(a, b):", "completion": "\n    return a + b\n"},
@@ -22,7 +23,7 @@ EXAMPLES = [
 
 def test_collated_batch_has_labels_only_on_completion_tokens(tiny_lm_path, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm_path)
-    trainer = build_sft_trainer(tiny_lm_path, EXAMPLES, tmp_path / "trainer", settings=SFTSettings(report_to=[]))
+    trainer = build_sft_trainer(tiny_lm_path, EXAMPLES, tmp_path / "trainer", settings=TrainingSettings())
     # the trainer's own dataloader: its data collator pads the batch and carries the labels
     batch = next(iter(trainer.get_train_dataloader()))
     assert batch["input_ids"].shape[0] == len(EXAMPLES)
@@ -46,10 +47,12 @@ def test_sft_learns_the_completion_and_saves_atomically(tiny_lm_path, tmp_path):
     torch.set_num_threads(1)
     examples = [EXAMPLES[0]]
     out = tmp_path / "model"
-    metrics = sft(tiny_lm_path, examples, out, lr=3e-3, epochs=40, batch_size=1, logging_steps=5, seed=0)
+    metrics = sft(tiny_lm_path, examples, out,
+                  settings=TrainingSettings(learning_rate=3e-3, epochs=40, batch_size=1, logging_steps=5, seed=0,
+                                            report_to=["tensorboard"]))
     assert metrics["n_examples"] == 1 and metrics["train_steps"] == 40
     meta = json.loads((out / "sft.json").read_text())
-    assert meta["settings"]["lr"] == 3e-3 and meta["lora"] is None
+    assert meta["settings"]["learning_rate"] == 3e-3 and meta["lora"] is None
     assert not list(tmp_path.glob(".model.*"))  # no temporary directory left behind
     assert list((tmp_path / "model.trainer").rglob("events.out.tfevents.*"))  # TensorBoard scalars written
     model = AutoModelForCausalLM.from_pretrained(out)
@@ -64,7 +67,7 @@ def test_sft_with_lora_saves_a_merged_plain_model(tiny_lm_path, tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "lora_model"
     lora = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["c_attn"])
-    sft(tiny_lm_path, EXAMPLES, out, lora=lora, lr=1e-2, epochs=2, batch_size=2, report_to=[])
+    sft(tiny_lm_path, EXAMPLES, out, lora=lora, settings=TrainingSettings(learning_rate=1e-2, epochs=2, batch_size=2))
     assert not (out / "adapter_config.json").exists()
     merged = AutoModelForCausalLM.from_pretrained(out)
     base = AutoModelForCausalLM.from_pretrained(tiny_lm_path)
@@ -86,12 +89,13 @@ def test_bad_examples_name_the_item():
 DDP_SCRIPT = """
 import json, sys
 from accelerate import Accelerator
-from language_feedback.finetune import SFTSettings, build_sft_trainer
+from language_feedback.finetune import build_sft_trainer
+from rlhf.training import TrainingSettings
 
 accelerator = Accelerator(cpu=True)
 path, out = sys.argv[1:3]
 examples = [{"prompt": f"p{i}", "completion": f" c{i}"} for i in range(4)]
-trainer = build_sft_trainer(path, examples, out + ".trainer", settings=SFTSettings(batch_size=1, report_to=[]))
+trainer = build_sft_trainer(path, examples, out + ".trainer", settings=TrainingSettings(batch_size=1))
 json.dump({"world_size": trainer.args.world_size, "batches": len(trainer.get_train_dataloader()),
            "accelerator_processes": accelerator.num_processes},
           open(f"{out}.{accelerator.process_index}.json", "w"))

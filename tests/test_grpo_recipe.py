@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM
 
-from rlhf.preference import PreferenceRewardModel, RewardTrainingSettings, train_reward_model
+from rlhf.preference import PreferenceRewardModel, train_reward_model
 from rlhf.reward import as_trl_reward_func
+from rlhf.training import TrainingSettings
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "recipes"))
@@ -27,7 +28,7 @@ def reward_model_dir(tiny_lm_path, tmp_path_factory):
     ]
     out = tmp_path_factory.mktemp("grpo_rm") / "rm"
     train_reward_model(tiny_lm_path, comparisons, out,
-                       settings=RewardTrainingSettings(learning_rate=1e-3, epochs=1, batch_size=4, max_length=64))
+                       settings=TrainingSettings(learning_rate=1e-3, epochs=1, batch_size=4, max_length=64))
     return out
 
 

@@ -12,15 +12,14 @@ from safetensors import safe_open
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 
 from rlhf.preference import (
-    LoraSettings,
     PreferenceRewardModel,
-    RewardTrainingSettings,
     load_comparisons_jsonl,
     preference_accuracy,
     train_reward_model,
     validate_comparisons,
 )
 from rlhf.reward import PromptCompletion
+from rlhf.training import LoraSettings, TrainingSettings
 
 POSTS = [
     "my landlord will not return the deposit after I moved out",
@@ -46,7 +45,7 @@ def synthetic_comparisons(seed: int, n: int) -> list[dict[str, str]]:
 
 TRAIN = synthetic_comparisons(0, 48)
 HELD_OUT = synthetic_comparisons(1000, 32)
-SETTINGS = RewardTrainingSettings(learning_rate=3e-3, epochs=4, batch_size=8, max_length=128, logging_steps=100)
+SETTINGS = TrainingSettings(learning_rate=3e-3, epochs=4, batch_size=8, max_length=128, logging_steps=100)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +98,7 @@ class StopAtStep(TrainerCallback):
 
 def test_interrupted_training_leaves_no_model_and_resumes_from_its_checkpoint(tiny_lm_path, tmp_path, caplog):
     out = tmp_path / "rm"
-    settings = RewardTrainingSettings(learning_rate=3e-3, epochs=2, batch_size=8, max_length=128, save_steps=4)
+    settings = TrainingSettings(learning_rate=3e-3, epochs=2, batch_size=8, max_length=128, save_steps=4)
     with pytest.raises(KeyboardInterrupt):
         train_reward_model(tiny_lm_path, TRAIN, out, settings=settings, callbacks=[StopAtStep(5)])
     assert not out.exists()  # nothing half-written

@@ -16,17 +16,17 @@ import torch
 from safetensors.torch import load_file
 from test_summarization_data import fixture_rows, write_fixture
 
-from language_feedback.finetune import SFTSettings
 from language_feedback.summarization_data import load_slf5k
 from language_feedback.summarization_ilf import ILFConfig, run_ilf
 from rlhf.artifacts import read_jsonl
+from rlhf.training import TrainingSettings
 
 
 def tiny_config(model: str, **overrides) -> ILFConfig:
     cfg = ILFConfig(
         model=model, rounds=2, samples_per_round=2, num_refinements=3, selector="random", max_new_tokens=12,
         temperature=1.0, generation_batch_size=4,
-        sft=SFTSettings(lr=1e-3, epochs=1.0, batch_size=2, max_length=512, logging_steps=1, report_to=[]),
+        sft=TrainingSettings(learning_rate=1e-3, epochs=1.0, batch_size=2, max_length=512, logging_steps=1, report_to=[]),
     )
     return dataclasses.replace(cfg, **overrides)
 

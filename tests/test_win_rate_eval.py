@@ -13,7 +13,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from language_feedback.prompts import summarize_prompt
 from language_feedback.summarization_data import FIELDS
-from rlhf.preference import PairwiseLMJudge, RewardTrainingSettings, compare, train_reward_model
+from rlhf.preference import PairwiseLMJudge, compare, train_reward_model
+from rlhf.training import TrainingSettings
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "recipes" / "eval"))
@@ -46,7 +47,7 @@ def judge_dir(tiny_lm_path, data_file, tmp_path_factory) -> Path:
                    for t, p in POSTS]
     out = tmp_path_factory.mktemp("judge") / "rm"
     train_reward_model(tiny_lm_path, comparisons * 2, out,
-                       settings=RewardTrainingSettings(learning_rate=1e-3, epochs=2, batch_size=4, max_length=128))
+                       settings=TrainingSettings(learning_rate=1e-3, epochs=2, batch_size=4, max_length=128))
     return out
 
 

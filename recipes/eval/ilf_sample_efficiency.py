@@ -47,8 +47,9 @@ from rlhf.best_of_n import best_of_n
 from rlhf.config import load_config
 from rlhf.metrics import outcomes_from_scores, win_rate
 from rlhf.models import load_causal_lm
-from rlhf.preference import LoraSettings, PreferenceRewardModel, RewardTrainingSettings, train_reward_model
+from rlhf.preference import PreferenceRewardModel, train_reward_model
 from rlhf.reward import PromptCompletion
+from rlhf.training import LoraSettings, TrainingSettings
 
 logger = logging.getLogger("ilf_sample_efficiency")
 METHODS = ("ilf", "sft_human", "sft_initial", "best_of_n", "ilf_best_of_n")
@@ -68,7 +69,8 @@ class SampleEfficiencyConfig:
     judge_reward_model: str = ""  # "" = train a judge on all train comparisons (a stand-in for human raters)
     reward_use_lora: bool = False
     reward_lora: LoraSettings = field(default_factory=LoraSettings)
-    reward: RewardTrainingSettings = field(default_factory=lambda: RewardTrainingSettings(epochs=2.0, batch_size=4))
+    reward: TrainingSettings = field(
+        default_factory=lambda: TrainingSettings(learning_rate=1e-4, epochs=2.0, batch_size=4))
     ilf: ILFConfig = field(default_factory=ILFConfig)
     output_dir: str = "runs/ilf_sample_efficiency"
 
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     def fine_tuned(examples: list[dict]):
         def make(tmp: Path) -> list[str]:
             sft(base, examples, tmp / "model", lora=cfg.ilf.lora if cfg.ilf.use_lora else None,
-                trainer_dir=tmp / "trainer", **dataclasses.asdict(cfg.ilf.sft))
+                trainer_dir=tmp / "trainer", settings=cfg.ilf.sft)
             return [o[0] for o in summarize(str(tmp / "model"), test_prompts, cfg)]
         return make
 

@@ -36,7 +36,7 @@ def config_file(tiny_lm_path, tmp_path) -> Path:
         "ilf": {
             "model": tiny_lm_path, "num_refinements": 2, "selector": "random", "max_new_tokens": 8,
             "temperature": 1.0, "generation_batch_size": 4,
-            "sft": {"lr": 1e-3, "epochs": 1.0, "batch_size": 4, "max_length": 256, "logging_steps": 1, "report_to": []},
+            "sft": {"learning_rate": 1e-3, "epochs": 1.0, "batch_size": 4, "max_length": 256, "logging_steps": 1},
         },
     }
     path = tmp_path / "sweep.yaml"

@@ -8,10 +8,12 @@ import random
 
 import pytest
 import torch
+from _launch import accelerate_launch
 from safetensors import safe_open
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 
 from rlhf.preference import (
+    METADATA_FILE,
     PreferenceRewardModel,
     load_comparisons_jsonl,
     preference_accuracy,
@@ -164,3 +166,31 @@ def test_bad_model_or_batch_raises_clearly(trained_rm, tiny_lm_path):
         rm([])
     with pytest.raises(TypeError, match=r"batch\[0\] is str, expected PromptCompletion"):
         rm(["just a string"])
+
+
+DDP_SCRIPT = """
+import json, sys
+from accelerate import PartialState
+from rlhf.preference import train_reward_model
+from rlhf.training import TrainingSettings
+
+path, out = sys.argv[1:3]
+state = PartialState(cpu=True)
+comparisons = [{"prompt": f"p{i}", "chosen": " good", "rejected": " bad"} for i in range(8)]
+metrics = train_reward_model(path, comparisons, out + "/rm", settings=TrainingSettings(batch_size=2, max_length=32))
+json.dump({"world_size": state.num_processes, "steps": metrics["train_steps"]},
+          open(f"{out}/rank{state.process_index}.json", "w"))
+state.destroy_process_group()  # else gloo's threads can abort the process at exit
+"""
+
+
+def test_data_parallel_training_under_accelerate_launch_writes_one_model(tiny_lm_path, tmp_path):
+    script = tmp_path / "rm_ddp.py"
+    script.write_text(DDP_SCRIPT)
+    proc = accelerate_launch([script, tiny_lm_path, tmp_path], use_cpu_env=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # 8 comparisons, batch 2 per process, 2 processes: 2 steps each (alone, a process would take 4)
+    for rank in (0, 1):
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == {"world_size": 2, "steps": 2}
+    assert (tmp_path / "rm" / METADATA_FILE).is_file()
+    assert not list(tmp_path.glob(".rm.*"))  # no second process's temporary copy left behind

@@ -8,7 +8,9 @@ frame, touching only the pixels inside each shape's bounding box.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -40,16 +42,16 @@ class Canvas:
         self.right = centre_x + self.width / 2 / self.pixels_per_unit
         self.bottom = centre_y - self.height / 2 / self.pixels_per_unit
         # World coordinates of the pixel centres, one row / one column (broadcast when used).
-        self.xs = self.left + (np.arange(self.width) + 0.5) / self.pixels_per_unit
-        self.ys = self.top - (np.arange(self.height) + 0.5) / self.pixels_per_unit
+        self.xs, self.ys = _pixel_centres(self.width, self.height, self.left, self.top, self.pixels_per_unit)
         self.frame = np.zeros((self.height, self.width, 3), dtype=np.uint8)
 
     def _pixel_box(self, x_min: float, x_max: float, y_min: float, y_max: float) -> tuple[slice, slice] | None:
         """Rows and columns whose pixel centres may lie inside the world box, or None when off-frame."""
-        col0 = max(int(np.floor((x_min - self.left) * self.pixels_per_unit)), 0)
-        col1 = min(int(np.ceil((x_max - self.left) * self.pixels_per_unit)) + 1, self.width)
-        row0 = max(int(np.floor((self.top - y_max) * self.pixels_per_unit)), 0)
-        row1 = min(int(np.ceil((self.top - y_min) * self.pixels_per_unit)) + 1, self.height)
+        # math on Python floats: this runs several times per frame, where numpy's scalar overhead shows.
+        col0 = max(math.floor((x_min - self.left) * self.pixels_per_unit), 0)
+        col1 = min(math.ceil((x_max - self.left) * self.pixels_per_unit) + 1, self.width)
+        row0 = max(math.floor((self.top - y_max) * self.pixels_per_unit), 0)
+        row1 = min(math.ceil((self.top - y_min) * self.pixels_per_unit) + 1, self.height)
         if col0 >= col1 or row0 >= row1:
             return None
         return slice(row0, row1), slice(col0, col1)
@@ -67,16 +69,18 @@ class Canvas:
     def fill_polygon(self, points: Sequence[Sequence[float]] | np.ndarray, color: Color) -> None:
         """Fill a convex polygon given by its vertices in world units (either winding order)."""
         pts = np.asarray(points, dtype=float)
-        box = self._pixel_box(pts[:, 0].min(), pts[:, 0].max(), pts[:, 1].min(), pts[:, 1].max())
+        (x_min, y_min), (x_max, y_max) = pts.min(axis=0).tolist(), pts.max(axis=0).tolist()
+        box = self._pixel_box(x_min, x_max, y_min, y_max)
         if box is None:
             return
         rows, cols = box
-        xs, ys = self.xs[cols][None, :], self.ys[rows][:, None]
-        area2 = np.sum(pts[:, 0] * np.roll(pts[:, 1], -1) - np.roll(pts[:, 0], -1) * pts[:, 1])
-        sign = 1.0 if area2 >= 0 else -1.0
-        inside = np.ones((ys.shape[0], xs.shape[1]), dtype=bool)
-        for (x0, y0), (x1, y1) in zip(pts, np.roll(pts, -1, axis=0)):
-            inside &= sign * ((x1 - x0) * (ys - y0) - (y1 - y0) * (xs - x0)) >= 0
+        xs, ys = self.xs[cols][None, None, :], self.ys[rows][None, :, None]
+        x0, y0 = pts[:, 0, None, None], pts[:, 1, None, None]  # one edge per vertex, to the next one
+        nxt = np.roll(pts, -1, axis=0)
+        x1, y1 = nxt[:, 0, None, None], nxt[:, 1, None, None]
+        sign = 1.0 if float(np.sum(x0 * y1 - x1 * y0)) >= 0 else -1.0
+        # Inside a convex polygon = on the inner side of every edge (all edges at once: (edges, rows, cols)).
+        inside = (sign * ((x1 - x0) * (ys - y0) - (y1 - y0) * (xs - x0)) >= 0).all(axis=0)
         # Slicing gives a view, so the boolean-mask assignment writes through to the frame.
         view = self.frame[rows, cols]
         view[inside] = color
@@ -129,3 +133,12 @@ class Canvas:
             band = 0.08  # world units; several bands are visible at 64 px
             striped = below & (np.floor(depth / band).astype(int) % 2 == 1)
             self.frame[striped] = stripe_color
+
+
+@lru_cache(maxsize=64)
+def _pixel_centres(width: int, height: int, left: float, top: float, pixels_per_unit: float):
+    """World x of each pixel column's centre and world y of each row's (read-only, shared between frames)."""
+    xs = left + (np.arange(width) + 0.5) / pixels_per_unit
+    ys = top - (np.arange(height) + 0.5) / pixels_per_unit
+    xs.flags.writeable = ys.flags.writeable = False
+    return xs, ys

@@ -632,6 +632,7 @@ def _setup_isolation(privileged_layers: bool) -> dict:
     # Without covered closed directories, the program needs CAP_DAC_READ_SEARCH to import modules.
     _state["needs_read_capability"] = use_root and (not fixable or (bool(covered) and not _state["covered"]))
     isolation["reads_private_files"] = _state["needs_read_capability"]
+    isolation["hidden_dirs"] = sorted(_state["covered"]) if use_root else []  # closed dirs covered by a tmpfs
     return isolation
 
 

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -219,12 +220,15 @@ _POOL = _ServerPool()
 atexit.register(_POOL.close_all)
 
 
-def sandbox_isolation() -> dict[str, bool]:
+def sandbox_isolation() -> dict[str, Any]:
     """Which isolation layers the sandbox achieves on this machine.
 
-    Keys: ``root``, ``network_namespace``, ``pid_namespace``, ``separate_uid``. Without the
-    namespaces the sandbox falls back to a new session killed as a whole and a Python-level
-    refusal of sockets, which a program calling libc directly could get around.
+    Keys: ``root``, ``network_namespace``, ``pid_namespace``, ``mount_namespace``, ``separate_uid`` (bools),
+    ``reads_private_files`` (True only when programs keep CAP_DAC_READ_SEARCH because the interpreter's
+    closed directories could not be covered) and ``hidden_dirs`` (closed directories above the interpreter
+    that programs see as empty but for the interpreter's own directories). Without the namespaces the
+    sandbox falls back to a new session killed as a whole and a Python-level refusal of sockets, which a
+    program calling libc directly could get around.
     """
     server = _POOL.take()
     try:

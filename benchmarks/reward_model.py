@@ -60,7 +60,7 @@ def main() -> None:
 
     # Small batches and gradient checkpointing: with batch 4 and 1024 tokens the process grew to 8 GB here
     # and the shared machine's OOM killer stopped it.
-    settings = TrainingSettings(learning_rate=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+    settings = TrainingSettings(learning_rate=args.lr, num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
                                 gradient_accumulation_steps=args.grad_accum, max_length=args.max_length,
                                 gradient_checkpointing=True, seed=args.seed, logging_steps=5)
     start = time.perf_counter()

@@ -16,21 +16,16 @@ ratio of CPU times (less sensitive to other processes) is printed too.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import numpy as np
 import torch
 from stable_baselines3.common.env_util import make_vec_env
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes"))
-
-from train_policy import ground_truth_env_fn, render_states, sample_states
-
 import envs
 from vlm_rewards import CLIPReward, small_conv_clip_config
+from vlm_rewards.robotics import ground_truth_env_fn, render_states, sample_states
 from vlm_rewards.wrappers import CLIPRewardVecEnvWrapper, RenderFrameInInfo
 
 

@@ -1,12 +1,17 @@
-"""Feedback on programs from execution (test results turned into a sentence) and from people (annotations).
+"""Feedback in words on programs: one interface for people, test runs and critic models.
 
-The critic-LM provider lives in :mod:`language_feedback.critic`. Every provider gives one string per
-program; an empty string means "no feedback for this one", and the batch goes on.
+A :class:`FeedbackProvider` takes :class:`Draft` s (a problem, a program and its test result) and returns
+one string per draft; an empty string means "no feedback for this one", and the batch goes on. The
+providers: :class:`HumanFeedback` (annotations), :class:`ExecutionFeedback` (the test result in a
+sentence, :func:`feedback_from_execution`) and :class:`language_feedback.critic.CriticFeedback` (a
+causal LM reads program and test result).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from language_feedback.code_data import CodeFeedbackRecord, CodeProblem, load_code_feedback
@@ -66,22 +71,39 @@ def feedback_from_execution(result: ExecResult, problem: CodeProblem | None = No
     return f"The program failed the tests: {result.message.splitlines()[0] if result.message else 'no details'}."
 
 
-class ExecutionFeedback:
-    """Feedback provider from test results: :func:`feedback_from_execution` over a batch."""
+@dataclass(frozen=True)
+class Draft:
+    """A program to give feedback on: its problem, its text and the result of running the problem's tests."""
+
+    problem: CodeProblem
+    program: str
+    result: ExecResult
+
+
+class FeedbackProvider(ABC):
+    """Feedback in words on drafts: one string per draft, in order ("" when there is none for a draft)."""
+
+    name: str = "feedback"
+
+    @abstractmethod
+    def __call__(self, drafts: Sequence[Draft]) -> list[str]:
+        """One feedback string per draft."""
+
+
+class ExecutionFeedback(FeedbackProvider):
+    """Feedback from the test results: :func:`feedback_from_execution` of each draft."""
 
     name = "execution"
 
-    def __call__(self, results: Sequence[ExecResult], problems: Sequence[CodeProblem | None]) -> list[str]:
-        if len(results) != len(problems):
-            raise ValueError(f"got {len(results)} results but {len(problems)} problems")
-        return [feedback_from_execution(r, p) for r, p in zip(results, problems)]
+    def __call__(self, drafts: Sequence[Draft]) -> list[str]:
+        return [feedback_from_execution(d.result, d.problem) for d in drafts]
 
 
-class HumanFeedback:
-    """Feedback written by people, looked up by task id (and, when given, by the program it was written on).
+class HumanFeedback(FeedbackProvider):
+    """Feedback written by people, looked up by task id and, when one was written on it, by the exact program.
 
-    A task without an annotation, or with an empty one, gives "" and is listed in :attr:`missing`;
-    the batch goes on.
+    A draft whose task has no annotation, or an empty one, gets "" and its task id is listed in
+    :attr:`missing`; the batch goes on.
     """
 
     name = "human"
@@ -109,10 +131,7 @@ class HumanFeedback:
             records = exact or records
         return records[0].feedback.strip() if records else ""
 
-    def __call__(self, task_ids: Sequence[str | int], programs: Sequence[str] | None = None) -> list[str]:
-        """One feedback string per task id; records the task ids without feedback in :attr:`missing`."""
-        if programs is not None and len(programs) != len(task_ids):
-            raise ValueError(f"got {len(task_ids)} task ids but {len(programs)} programs")
-        texts = [self.feedback_for(t, None if programs is None else programs[i]) for i, t in enumerate(task_ids)]
-        self.missing = [str(t) for t, text in zip(task_ids, texts) if not text]
+    def __call__(self, drafts: Sequence[Draft]) -> list[str]:
+        texts = [self.feedback_for(d.problem.task_id, d.program) for d in drafts]
+        self.missing = [str(d.problem.task_id) for d, text in zip(drafts, texts) if not text]
         return texts

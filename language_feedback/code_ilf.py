@@ -6,10 +6,12 @@ One round, in resumable stages written atomically into a run directory (``rlhf.a
 2. ``refiner``      π_Refine: fine-tune a model on (task, old program, feedback) → human refinement from the
                     code-feedback annotations of the refinement-training tasks, loss on refinement tokens only.
 3. ``drafts``       programs to improve for the policy-training tasks: sampled from π_θ (``feedback_source`` critic or
-                    execution) or the annotated programs (``human``); run against the tests, failing ones kept.
-4. ``feedback``     feedback in words on every failing program: critic LM, execution results, or the annotation.
-5. ``refinements``  k refinements per failing program from π_Refine, run against the tests; those that pass form the
-                    fine-tuning set (prompt → passing refinement).
+                    execution) or the annotated programs (``human``); run against the tests (each full ``ExecResult``
+                    is kept), failing ones kept.
+4. ``feedback``     feedback in words on every failing program from one ``FeedbackProvider`` (critic LM, execution
+                    results, or the annotation), read from the drafts' stored results (nothing is run again).
+5. ``refinements``  k refinements per failing program from π_Refine; the unit-test selector (a ``Selector``) runs
+                    them against the tests, and those that pass form the fine-tuning set (prompt → passing refinement).
 6. ``policy``       π_θ fine-tuned on that set (unchanged when nothing passed, and the results say so).
 7. ``eval_after``   as ``eval_before``, with the fine-tuned π_θ.
 
@@ -23,18 +25,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from language_feedback.finetune import sft
 from language_feedback.generation import generate
 from language_feedback.prompts import CODE_STOP_STRINGS, code_completion, code_prompt, code_refine_prompt
+from language_feedback.selectors import SelectionItem, Selector
 from rlhf.artifacts import RunDir, read_jsonl, write_json_atomic, write_jsonl_atomic
-from rlhf.config import config_to_dict
-from rlhf.metrics import pass_at_k
+from rlhf.config import ConfigError, run_identity, runtime_field
+from rlhf.metrics import mean_pass_at_k
 from rlhf.training import LoraSettings, TrainingSettings
 
 logger = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ FeedbackSource = Literal["critic", "execution", "human"]
 class CodeILFConfig:
     """Everything one ILF-for-code round depends on (the recipe loads it from YAML with ``rlhf.config``)."""
 
-    run_dir: str = "runs/ilf_code"
+    output_dir: str = "runs/ilf_code"
     # Data: paths the user sets (the reference copies live outside the checkout, e.g. ../shared/data/).
     mbpp_path: str = "../shared/data/mbpp.jsonl"
     code_feedback_path: str = "../shared/data/mbpp_code_feedback.jsonl"
@@ -70,21 +72,35 @@ class CodeILFConfig:
     eval_k: list[int] = field(default_factory=lambda: [1, 10])
     max_new_tokens: int = 128
     critic_max_new_tokens: int = 96
-    generation_batch_size: int = 16  # sequences per forward pass
+    generation_batch_size: int = runtime_field(16)  # sequences per forward pass
     # Execution
-    sandbox_workers: int = 2
+    sandbox_workers: int = runtime_field(2)
     sandbox_timeout_s: float = 10.0
     # Training
     refiner_sft: TrainingSettings = field(default_factory=TrainingSettings)
     policy_sft: TrainingSettings = field(default_factory=TrainingSettings)
-    lora: LoraSettings | None = None
+    lora: LoraSettings | None = None  # None: fine-tune every weight
     seed: int = 0
-    torch_threads: int | None = None  # None: leave torch's default
-    progress: bool = True
+    torch_threads: int | None = runtime_field(None)  # None: leave torch's default
+    progress: bool = runtime_field(True)
 
-
-# Fields that change how fast a run goes, not what it computes: they may differ when resuming a run.
-RUNTIME_FIELDS = ("torch_threads", "sandbox_workers", "progress", "generation_batch_size")
+    def __post_init__(self) -> None:
+        for name in ("refiner_train_tasks", "policy_train_tasks", "test_tasks"):
+            parse_task_ids(getattr(self, name), name)
+        for name in ("num_drafts", "num_refinements", "eval_samples", "max_new_tokens", "generation_batch_size",
+                     "sandbox_workers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"must be >= 1, got {getattr(self, name)}", key=name)
+        bad_k = [k for k in self.eval_k if not 1 <= k <= self.eval_samples]
+        if bad_k:
+            raise ConfigError(f"{bad_k} needs 1 <= k <= eval_samples ({self.eval_samples})", key="eval_k")
+        for name in ("mbpp_path",) + (("code_feedback_path",) if self.train_refiner or self.feedback_source == "human"
+                                      else ()):
+            path = Path(getattr(self, name))
+            if not path.is_file():
+                raise ConfigError(
+                    f"no file at {path} (resolved: {path.resolve()}); pass --{name} /path/to/{path.name} "
+                    "(the reference data is not part of the repository)", key=name)
 
 
 def parse_task_ids(spec: str, field_name: str = "task ids") -> list[int]:
@@ -100,29 +116,9 @@ def parse_task_ids(spec: str, field_name: str = "task ids") -> list[int]:
             else:
                 ids.append(int(part))
         except ValueError:
-            raise ValueError(f"{field_name}: cannot read {part!r} in {spec!r}; expected ids or ranges like '11-20,35'") from None
+            raise ConfigError(f"cannot read {part!r} in {spec!r}; expected ids or ranges like '11-20,35'",
+                              key=field_name) from None
     return list(dict.fromkeys(ids))
-
-
-def check_config(config: CodeILFConfig) -> None:
-    """Fail early, naming the field, on values the run could only trip on later."""
-    for name in ("refiner_train_tasks", "policy_train_tasks", "test_tasks"):
-        parse_task_ids(getattr(config, name), name)
-    for name in ("num_drafts", "num_refinements", "eval_samples", "max_new_tokens", "generation_batch_size",
-                 "sandbox_workers"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name}: must be >= 1, got {getattr(config, name)}")
-    bad_k = [k for k in config.eval_k if not 1 <= k <= config.eval_samples]
-    if bad_k:
-        raise ValueError(f"eval_k: {bad_k} needs 1 <= k <= eval_samples ({config.eval_samples})")
-    for name in ("mbpp_path",) + (("code_feedback_path",) if config.train_refiner or config.feedback_source == "human"
-                                  else ()):
-        path = Path(getattr(config, name))
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{name}: no file at {path} (resolved: {path.resolve()}); pass --{name} /path/to/{path.name} "
-                "(the reference data is not part of the repository)"
-            )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,7 +156,7 @@ def run_tests(problems: Sequence, programs: Sequence[str], *, workers: int = 2, 
 def sample_and_test(model, tokenizer, problems: Sequence, *, num_samples: int, temperature: float,
                     max_new_tokens: int, generation_batch_size: int, seed: int, workers: int, timeout_s: float,
                     accelerator=None, progress: bool = True) -> list[dict]:
-    """Sample ``num_samples`` bodies per problem and test each; one row per sample (task, completion, status...)."""
+    """Sample ``num_samples`` bodies per problem and test each; one row per sample (task, completion, result)."""
     prompts = [code_prompt(p.prompt) for p in problems]
     completions = generate(
         model, tokenizer, prompts, num_return_sequences=num_samples, temperature=temperature,
@@ -170,11 +166,8 @@ def sample_and_test(model, tokenizer, problems: Sequence, *, num_samples: int, t
     flat = [(p, code_completion(c)) for p, cs in zip(problems, completions) for c in cs]
     results = run_tests([p for p, _ in flat], [program_of(p, c) for p, c in flat], workers=workers,
                         timeout_s=timeout_s, accelerator=accelerator, progress=progress)
-    return [
-        {"task_id": p.task_id, "completion": c, "program": program_of(p, c), "status": r.status,
-         "passed": r.passed, "message": r.message}
-        for (p, c), r in zip(flat, results)
-    ]
+    return [{"task_id": p.task_id, "completion": c, "program": program_of(p, c), "passed": r.passed,
+             "result": asdict(r)} for (p, c), r in zip(flat, results)]
 
 
 def pass_at_k_summary(rows: Sequence[dict], ks: Sequence[int]) -> dict[str, Any]:
@@ -184,11 +177,10 @@ def pass_at_k_summary(rows: Sequence[dict], ks: Sequence[int]) -> dict[str, Any]
         per_task.setdefault(row["task_id"], []).append(bool(row["passed"]))
     if not per_task:
         raise ValueError("pass@k: no samples")
+    n, c = [len(v) for v in per_task.values()], [sum(v) for v in per_task.values()]
     summary: dict[str, Any] = {"n_tasks": len(per_task), "n_samples": len(rows)}
-    for k in ks:
-        scores = [pass_at_k(len(v), sum(v), k) for v in per_task.values()]
-        summary[f"pass@{k}"] = sum(scores) / len(scores)
-    summary["tasks_solved"] = sum(any(v) for v in per_task.values())
+    summary.update({f"pass@{k}": mean_pass_at_k(n, c, k) for k in ks})
+    summary["tasks_solved"] = sum(x > 0 for x in c)
     return summary
 
 
@@ -203,8 +195,38 @@ def refiner_examples(records: Sequence, task_ids: Sequence[int]) -> list[dict[st
     ]
 
 
+class UnitTestSelector(Selector):
+    """Scores each candidate body 1.0 if the program it completes passes the problem's unit tests, else 0.0.
+
+    An item's ``context`` is the policy prompt of its problem (``code_prompt(problem.prompt)``). Every
+    candidate of a batch runs in the sandbox in one call; the results stay in :attr:`results` (per item,
+    per candidate) for the run's records.
+    """
+
+    name = "unit_tests"
+
+    def __init__(self, problems: Sequence, *, workers: int = 2, timeout_s: float = 10.0, accelerator=None,
+                 progress: bool = True):
+        self.by_prompt = {code_prompt(p.prompt): p for p in problems}
+        self.workers, self.timeout_s, self.accelerator, self.progress = workers, timeout_s, accelerator, progress
+        self.results: list[list] = []
+
+    def score(self, items: Sequence[SelectionItem]) -> list[list[float]]:
+        missing = [i for i, item in enumerate(items) if item.context not in self.by_prompt]
+        if missing:
+            raise ValueError(f"unit-test selector: items {missing[:5]} do not name a known problem's prompt")
+        flat = [(self.by_prompt[item.context], c) for item in items for c in item.candidates]
+        results = run_tests([p for p, _ in flat], [program_of(p, c) for p, c in flat], workers=self.workers,
+                            timeout_s=self.timeout_s, accelerator=self.accelerator, progress=self.progress)
+        self.results, pos = [], 0
+        for item in items:
+            self.results.append(results[pos : pos + len(item.candidates)])
+            pos += len(item.candidates)
+        return [[1.0 if r.passed else 0.0 for r in item_results] for item_results in self.results]
+
+
 def select_passing(candidates: Sequence[dict]) -> list[dict[str, str]]:
-    """The unit-test selector: prompt → refinement pairs for refinements that passed, one per distinct program."""
+    """The fine-tuning set: prompt → refinement for refinements that passed, one per distinct program."""
     seen, kept = set(), []
     for c in candidates:
         key = (str(c["task_id"]), c["completion"].strip())
@@ -225,40 +247,14 @@ class CodeILF:
     STAGES = ("eval_before", "refiner", "drafts", "feedback", "refinements", "policy", "eval_after")
 
     def __init__(self, config: CodeILFConfig, accelerator=None):
-        check_config(config)
         self.config = config
         self.accelerator = accelerator
-        self.is_main = accelerator is None or accelerator.is_main_process
-        saved = {k: v for k, v in config_to_dict(config).items() if k not in RUNTIME_FIELDS}
-        if self.is_main:
-            self.run_dir = RunDir(config.run_dir, saved)
-        self._wait()
-        if not self.is_main:
-            self.run_dir = RunDir(config.run_dir)
+        self.run_dir = RunDir(config.output_dir, run_identity(config), state=accelerator)
         self._models: dict[str, tuple[Any, Any]] = {}
         self._problems: dict[str, Any] | None = None
         self._records: list | None = None
 
     # -- plumbing ---------------------------------------------------------------------------------
-
-    def _wait(self) -> None:
-        if self.accelerator is not None:
-            self.accelerator.wait_for_everyone()
-
-    def _stage(self, name: str, build: Callable[[Path], None]) -> Path:
-        """Run ``build`` on every process (they share generation and training); only the main process's
-        output is kept, renamed into place atomically once complete."""
-        if self.run_dir.is_done(name):
-            logger.info("stage %s: done, skipped", name)
-            return self.run_dir.stage_path(name)
-        logger.info("stage %s: running", name)
-        if self.is_main:
-            self.run_dir.run_stage(name, build)
-        else:
-            with tempfile.TemporaryDirectory() as scratch:
-                build(Path(scratch) / name)
-        self._wait()
-        return self.run_dir.stage_path(name)
 
     def _model(self, name_or_path: str):
         """Load (once) a causal LM for generation, on the accelerator's device."""
@@ -301,17 +297,36 @@ class CodeILF:
                              f"is in {self.config.mbpp_path}")
         return found, missing
 
+    def _sandbox_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        return {"workers": c.sandbox_workers, "timeout_s": c.sandbox_timeout_s, "accelerator": self.accelerator,
+                "progress": c.progress}
+
     def _sample_kwargs(self) -> dict[str, Any]:
         c = self.config
         return {"max_new_tokens": c.max_new_tokens, "generation_batch_size": c.generation_batch_size,
-                "workers": c.sandbox_workers, "timeout_s": c.sandbox_timeout_s, "accelerator": self.accelerator,
-                "progress": c.progress}
+                **self._sandbox_kwargs()}
 
     @property
     def policy_path(self) -> str:
         """π_θ after fine-tuning (the policy stage's model), or the base model when nothing was trained."""
         trained = self.run_dir.stage_path("policy") / "model"
         return str(trained) if trained.is_dir() else self.config.policy_model
+
+    def feedback_provider(self):
+        """The :class:`~language_feedback.code_feedback.FeedbackProvider` that ``feedback_source`` names."""
+        from language_feedback.code_feedback import ExecutionFeedback, HumanFeedback
+
+        c = self.config
+        if c.feedback_source == "human":
+            return HumanFeedback(self.records)
+        if c.feedback_source == "execution":
+            return ExecutionFeedback()
+        from language_feedback.critic import CriticFeedback
+
+        model, tokenizer = self._model(c.critic_model or c.policy_model)
+        return CriticFeedback(model, tokenizer, max_new_tokens=c.critic_max_new_tokens,
+                              batch_size=c.generation_batch_size, accelerator=self.accelerator, progress=c.progress)
 
     # -- stages -----------------------------------------------------------------------------------
 
@@ -321,12 +336,9 @@ class CodeILF:
         model, tokenizer = self._model(model_name)
         rows = sample_and_test(model, tokenizer, problems, num_samples=c.eval_samples,
                                temperature=c.eval_temperature, seed=c.seed, **self._sample_kwargs())
-        if self.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            write_jsonl_atomic(out / "samples.jsonl", rows)
-            summary = {"model": model_name, "temperature": c.eval_temperature, **pass_at_k_summary(rows, c.eval_k),
-                       "missing_task_ids": missing}
-            write_json_atomic(out / "summary.json", summary)
+        write_jsonl_atomic(out / "samples.jsonl", rows)
+        write_json_atomic(out / "summary.json", {"model": model_name, "temperature": c.eval_temperature,
+                                                 **pass_at_k_summary(rows, c.eval_k), "missing_task_ids": missing})
 
     def eval_before(self, out: Path) -> None:
         self._evaluate(self.config.policy_model, out)
@@ -344,9 +356,8 @@ class CodeILF:
         self._drop_models()
         metrics = sft(base, examples, out / "model", lora=c.lora, trainer_dir=self.run_dir.path / "refiner.trainer",
                       settings=c.refiner_sft)
-        if self.is_main:
-            write_jsonl_atomic(out / "train.jsonl", examples)
-            write_json_atomic(out / "summary.json", {"trained": True, "base_model": base, **metrics})
+        write_jsonl_atomic(out / "train.jsonl", examples)
+        write_json_atomic(out / "summary.json", {"trained": True, "base_model": base, **metrics})
 
     def drafts(self, out: Path) -> None:
         c = self.config
@@ -359,51 +370,34 @@ class CodeILF:
                                  "(feedback_source 'human' improves the annotated programs)")
             chosen = [self.problems[str(r.task_id)] for r in records]
             programs = [r.original_program for r in records]
-            results = run_tests(chosen, programs, workers=c.sandbox_workers, timeout_s=c.sandbox_timeout_s,
-                                accelerator=self.accelerator, progress=c.progress)
-            rows = [{"task_id": p.task_id, "program": prog, "status": r.status, "passed": r.passed,
-                     "message": r.message, "human_feedback": rec.feedback}
-                    for p, prog, r, rec in zip(chosen, programs, results, records)]
+            results = run_tests(chosen, programs, **self._sandbox_kwargs())
+            rows = [{"task_id": p.task_id, "program": prog, "passed": r.passed, "result": asdict(r)}
+                    for p, prog, r in zip(chosen, programs, results)]
         else:
             model, tokenizer = self._model(c.policy_model)
             rows = sample_and_test(model, tokenizer, problems, num_samples=c.num_drafts,
                                    temperature=c.draft_temperature, seed=c.seed + 1, **self._sample_kwargs())
         failing = list({(str(r["task_id"]), r["program"]): r for r in rows if not r["passed"]}.values())
-        if self.is_main:
-            write_jsonl_atomic(out / "drafts.jsonl", rows)
-            write_jsonl_atomic(out / "failing.jsonl", failing)
-            write_json_atomic(out / "summary.json", {
-                "source": "annotations" if c.feedback_source == "human" else "policy samples",
-                "n_programs": len(rows), "n_passing": sum(r["passed"] for r in rows),
-                "n_failing_distinct": len(failing), "missing_task_ids": missing,
-            })
+        write_jsonl_atomic(out / "drafts.jsonl", rows)
+        write_jsonl_atomic(out / "failing.jsonl", failing)
+        write_json_atomic(out / "summary.json", {
+            "source": "annotations" if c.feedback_source == "human" else "policy samples",
+            "n_programs": len(rows), "n_passing": sum(r["passed"] for r in rows),
+            "n_failing_distinct": len(failing), "missing_task_ids": missing,
+        })
 
     def feedback(self, out: Path) -> None:
-        c = self.config
+        from language_feedback.code_feedback import Draft
+        from language_feedback.sandbox import ExecResult
+
         failing = read_jsonl(self.run_dir.stage_path("drafts") / "failing.jsonl")
-        if c.feedback_source == "human":
-            texts = [r["human_feedback"] for r in failing]
-        elif c.feedback_source == "execution":
-            from language_feedback.code_feedback import feedback_from_execution
-
-            # Rerun to get full ExecResults (the drafts stage stores only status and message).
-            problems = [self.problems[str(r["task_id"])] for r in failing]
-            results = run_tests(problems, [r["program"] for r in failing], workers=c.sandbox_workers,
-                                timeout_s=c.sandbox_timeout_s, accelerator=self.accelerator, progress=c.progress)
-            texts = [feedback_from_execution(res, prob) for res, prob in zip(results, problems)]
-        else:
-            from language_feedback.critic import CriticFeedback
-
-            model, tokenizer = self._model(c.critic_model or c.policy_model)
-            critic = CriticFeedback(model, tokenizer, max_new_tokens=c.critic_max_new_tokens,
-                                    batch_size=c.generation_batch_size, accelerator=self.accelerator)
-            texts = critic([r["program"] for r in failing], [f"{r['status']}: {r['message']}" for r in failing],
-                           progress=c.progress)
-        rows = [{**r, "feedback": t, "feedback_source": c.feedback_source} for r, t in zip(failing, texts)]
-        empty = sum(not t.strip() for t in texts)
-        if self.is_main:
-            write_jsonl_atomic(out / "feedback.jsonl", rows)
-            write_json_atomic(out / "summary.json", {"source": c.feedback_source, "n": len(rows), "n_empty": empty})
+        drafts = [Draft(self.problems[str(r["task_id"])], r["program"], ExecResult(**r["result"])) for r in failing]
+        provider = self.feedback_provider()
+        texts = provider(drafts) if drafts else []
+        rows = [{**r, "feedback": t, "feedback_source": provider.name} for r, t in zip(failing, texts)]
+        write_jsonl_atomic(out / "feedback.jsonl", rows)
+        write_json_atomic(out / "summary.json", {"source": provider.name, "n": len(rows),
+                                                 "n_empty": sum(not t.strip() for t in texts)})
 
     def refinements(self, out: Path) -> None:
         c = self.config
@@ -421,26 +415,28 @@ class CodeILF:
                 max_new_tokens=c.max_new_tokens, batch_size=max(1, c.generation_batch_size // c.num_refinements),
                 seed=c.seed + 2, accelerator=self.accelerator, stop_strings=CODE_STOP_STRINGS, progress=c.progress,
             )
-            flat = [(p, r, code_completion(o)) for p, r, outs in zip(problems, usable, outputs) for o in outs]
-            results = run_tests([p for p, _, _ in flat], [program_of(p, o) for p, _, o in flat],
-                                workers=c.sandbox_workers, timeout_s=c.sandbox_timeout_s,
-                                accelerator=self.accelerator, progress=c.progress)
+            items = [SelectionItem(context=code_prompt(p.prompt), initial=r["program"], feedback=r["feedback"],
+                                   candidates=tuple(code_completion(o) for o in outs))
+                     for p, r, outs in zip(problems, usable, outputs)]
+            selector = UnitTestSelector(problems, **self._sandbox_kwargs())
+            scores = selector.score(items)
             candidates = [
                 {"task_id": p.task_id, "old_program": r["program"], "feedback": r["feedback"],
-                 "policy_prompt": code_prompt(p.prompt), "completion": o, "status": res.status,
-                 "passed": res.passed, "message": res.message}
-                for (p, r, o), res in zip(flat, results)
+                 "policy_prompt": item.context, "completion": completion, "score": score, "passed": result.passed,
+                 "result": asdict(result)}
+                for p, r, item, item_scores, item_results in zip(problems, usable, items, scores, selector.results)
+                for completion, score, result in zip(item.candidates, item_scores, item_results)
             ]
         selected = select_passing(candidates)
-        if self.is_main:
-            write_jsonl_atomic(out / "candidates.jsonl", candidates)
-            write_jsonl_atomic(out / "finetune.jsonl", selected)
-            write_json_atomic(out / "summary.json", {
-                "refiner": refiner_name, "n_programs": len(rows), "n_skipped_empty_feedback": len(rows) - len(usable),
-                "n_refinements": len(candidates), "n_passing": sum(x["passed"] for x in candidates),
-                "n_programs_fixed": len({(str(x["task_id"]), x["old_program"]) for x in candidates if x["passed"]}),
-                "n_finetune_examples": len(selected),
-            })
+        write_jsonl_atomic(out / "candidates.jsonl", candidates)
+        write_jsonl_atomic(out / "finetune.jsonl", selected)
+        write_json_atomic(out / "summary.json", {
+            "refiner": refiner_name, "selector": UnitTestSelector.name, "n_programs": len(rows),
+            "n_skipped_empty_feedback": len(rows) - len(usable), "n_refinements": len(candidates),
+            "n_passing": sum(x["passed"] for x in candidates),
+            "n_programs_fixed": len({(str(x["task_id"]), x["old_program"]) for x in candidates if x["passed"]}),
+            "n_finetune_examples": len(selected),
+        })
 
     def policy(self, out: Path) -> None:
         c = self.config
@@ -454,18 +450,13 @@ class CodeILF:
         pairs = [{"prompt": e["prompt"], "completion": e["completion"]} for e in examples]
         metrics = sft(c.policy_model, pairs, out / "model", lora=c.lora, trainer_dir=self.run_dir.path / "policy.trainer",
                       settings=c.policy_sft)
-        if self.is_main:
-            write_json_atomic(out / "summary.json", {"trained": True, "base_model": c.policy_model, **metrics})
+        write_json_atomic(out / "summary.json", {"trained": True, "base_model": c.policy_model, **metrics})
 
     def eval_after(self, out: Path) -> None:
-        trained = (self.run_dir.stage_path("policy") / "model").is_dir()
-        if not trained:
+        if not (self.run_dir.stage_path("policy") / "model").is_dir():
             # Same model as before: its evaluation stands (sampling it again would only add noise and time).
-            before = self.run_dir.stage_path("eval_before")
-            if self.is_main:
-                out.mkdir(parents=True, exist_ok=True)
-                summary = json.loads((before / "summary.json").read_text())
-                write_json_atomic(out / "summary.json", {**summary, "note": "policy unchanged; copied from eval_before"})
+            summary = json.loads((self.run_dir.stage_path("eval_before") / "summary.json").read_text())
+            write_json_atomic(out / "summary.json", {**summary, "note": "policy unchanged; copied from eval_before"})
             return
         self._drop_models()
         self._evaluate(self.policy_path, out)
@@ -480,16 +471,16 @@ class CodeILF:
 
             torch.set_num_threads(c.torch_threads)
         for name in self.STAGES:
-            self._stage(name, getattr(self, name))
+            self.run_dir.stage(name, getattr(self, name))
         results = self.results()
-        if self.is_main:
+        if self.run_dir.is_main:
             write_json_atomic(self.run_dir.path / "results.json", results)
-        self._wait()
+        self.run_dir.wait()
         return results
 
     def results(self) -> dict[str, Any]:
         """Every finished stage's summary, plus pass@k before/after side by side."""
-        out: dict[str, Any] = {"run_dir": str(self.run_dir.path), "feedback_source": self.config.feedback_source}
+        out: dict[str, Any] = {"output_dir": str(self.run_dir.path), "feedback_source": self.config.feedback_source}
         for name in self.STAGES:
             path = self.run_dir.stage_path(name) / "summary.json"
             if path.is_file():

@@ -1,19 +1,20 @@
 """Critic-LM feedback on programs: a causal LM reads a program and its test results and writes feedback in words.
 
-The third feedback provider for code, next to human annotations and execution feedback
-(``language_feedback.code_feedback``). Generation goes through :func:`language_feedback.generation.generate`,
-so it is batched and, with an accelerator, sharded across processes.
+The third :class:`~language_feedback.code_feedback.FeedbackProvider` for code, next to human annotations and
+execution feedback. Generation goes through :func:`language_feedback.generation.generate`, so it is batched
+and, with an accelerator, sharded across processes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from language_feedback.code_feedback import Draft, FeedbackProvider
 from language_feedback.generation import generate
 from language_feedback.prompts import code_critic_prompt
 
 
-class CriticFeedback:
+class CriticFeedback(FeedbackProvider):
     """Feedback from a causal LM prompted with a program and its test results.
 
     ``use_chat_template=None`` wraps the prompt as a user message when the tokenizer has a chat
@@ -32,10 +33,11 @@ class CriticFeedback:
         batch_size: int = 8,
         use_chat_template: bool | None = None,
         accelerator=None,
+        progress: bool = True,
     ):
         self.model, self.tokenizer = model, tokenizer
         self.max_new_tokens, self.temperature, self.batch_size = max_new_tokens, temperature, batch_size
-        self.accelerator = accelerator
+        self.accelerator, self.progress = accelerator, progress
         has_template = getattr(tokenizer, "chat_template", None) is not None
         if use_chat_template and not has_template:
             raise ValueError("use_chat_template=True but the critic's tokenizer has no chat template")
@@ -50,13 +52,11 @@ class CriticFeedback:
             [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
         )
 
-    def __call__(self, programs: Sequence[str], test_results: Sequence[str], *, progress: bool = True) -> list[str]:
-        """One feedback string per program (stripped; may be empty if the critic writes nothing)."""
-        if len(programs) != len(test_results):
-            raise ValueError(f"got {len(programs)} programs but {len(test_results)} test results")
-        prompts = [self.prompt(p, r) for p, r in zip(programs, test_results)]
+    def __call__(self, drafts: Sequence[Draft]) -> list[str]:
+        """One feedback string per draft (stripped; may be empty if the critic writes nothing)."""
+        prompts = [self.prompt(d.program, f"{d.result.status}: {d.result.message}") for d in drafts]
         outputs = generate(
             self.model, self.tokenizer, prompts, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-            batch_size=self.batch_size, accelerator=self.accelerator, progress=progress,
+            batch_size=self.batch_size, accelerator=self.accelerator, progress=self.progress,
         )
         return [out[0].strip() for out in outputs]

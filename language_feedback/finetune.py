@@ -78,15 +78,8 @@ def build_sft_trainer(
             raise ValueError("tokenizer: required when a model object (not a path) is given")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    config = SFTConfig(completion_only_loss=True, **settings.trainer_arguments(trainer_dir))
-    peft_config = None
-    if lora is not None:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-            target_modules=lora.target_modules,
-        )
+    config = settings.trl_config(SFTConfig, trainer_dir, completion_only_loss=True)
+    peft_config = lora.peft_config(task_type="CAUSAL_LM") if lora is not None else None
     return SFTTrainer(
         model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
         peft_config=peft_config,

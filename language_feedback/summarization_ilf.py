@@ -22,13 +22,22 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from language_feedback.prompts import refine_prompt, summarize_prompt, summary_completion
 from language_feedback.selectors import SELECTORS, SelectionItem, Selector, make_selector
-from language_feedback.summarization_data import SummaryFeedbackSample, feedback_samples
+from language_feedback.summarization_data import (
+    HUB_ID,
+    SummaryFeedbackSample,
+    feedback_samples,
+    load_slf5k,
+    subsample,
+)
 from rlhf.artifacts import RunDir, read_jsonl, write_json_atomic, write_jsonl_atomic
+from rlhf.config import ConfigError, run_identity, runtime_field
+from rlhf.models import resolve_model_path
 from rlhf.training import LoraSettings, TrainingSettings
 
 logger = logging.getLogger(__name__)
@@ -38,8 +47,8 @@ STOP_STRINGS = ("\n\n",)
 
 
 @dataclass
-class ILFConfig:
-    """Settings of an ILF run (also the recipe's YAML schema)."""
+class SummarizationILFSettings:
+    """How ILF for summarization runs (the ``ilf`` section of the recipe's YAML)."""
 
     model: str = "smollm2-135m-instruct"
     rounds: int = 1
@@ -53,13 +62,45 @@ class ILFConfig:
     max_new_tokens: int = 64
     temperature: float = 0.7
     top_p: float = 0.95
-    generation_batch_size: int = 8
-    selector_batch_size: int = 8
+    generation_batch_size: int = runtime_field(8)
+    selector_batch_size: int = runtime_field(8)
     max_prompt_tokens: int = 0  # 0 = the model's context length minus max_new_tokens
-    use_lora: bool = False
-    lora: LoraSettings = field(default_factory=LoraSettings)
+    lora: LoraSettings | None = None  # None: fine-tune every weight
     sft: TrainingSettings = field(default_factory=TrainingSettings)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "samples_per_round", "num_refinements", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"must be >= 1, got {getattr(self, name)}", key=name)
+        if self.selector not in SELECTORS:
+            raise ConfigError(f"unknown selector {self.selector!r}; known selectors: {', '.join(sorted(SELECTORS))}",
+                              key="selector")
+        if self.selector == "reward_model" and not self.reward_model:
+            raise ConfigError("selector 'reward_model' needs `reward_model`: a directory written by "
+                              "train_reward_model", key="reward_model")
+        if self.temperature <= 0:
+            raise ConfigError(f"refinements are sampled: must be > 0, got {self.temperature}", key="temperature")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"must be in (0, 1], got {self.top_p}", key="top_p")
+
+
+@dataclass
+class SummarizationILFConfig:
+    """The ILF-for-summarization experiment: where the feedback data is, where the run goes, and the settings."""
+
+    data: str = ""  # SLF5K-format JSONL file, directory of <split>.jsonl, or JeremyAlain/SLF5K
+    split: str = "train"
+    data_seed: int = 0  # which feedback samples are drawn (nested across sample counts)
+    output_dir: str = "runs/ilf_summarize"
+    ilf: SummarizationILFSettings = field(default_factory=SummarizationILFSettings)
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise ConfigError(
+                "no data: pass an SLF5K-format JSONL file, a directory of <split>.jsonl files, or "
+                f"{HUB_ID!r} where a dataset hub is reachable (e.g. recipes/data/slf5k_demo, a small synthetic "
+                "demo set)", key="data")
 
 
 @dataclass
@@ -118,49 +159,18 @@ def sample_from_row(row: dict) -> SummaryFeedbackSample:
     return SummaryFeedbackSample(**{f.name: row[f.name] for f in dataclasses.fields(SummaryFeedbackSample)})
 
 
-class _Policy:
-    """The current model, loaded only when a stage needs it (a resumed run may need none)."""
-
-    def __init__(self, path: str):
-        self.path, self._loaded = path, None
-
-    def unload(self) -> None:
-        self._loaded = None
-
-    def get(self):
-        if self._loaded is None:
-            from rlhf.models import load_causal_lm
-
-            self._loaded = load_causal_lm(self.path)
-        return self._loaded
-
-
-def _generate(policy: _Policy, prompts: list[str], cfg: ILFConfig, n: int, temperature: float, seed: int, accelerator):
-    from language_feedback.generation import generate
-
-    model, tokenizer = policy.get()
-    if accelerator is not None:
-        model.to(accelerator.device)
-    outputs = generate(
-        model, tokenizer, prompts, num_return_sequences=n, max_new_tokens=cfg.max_new_tokens,
-        temperature=temperature, top_p=cfg.top_p, batch_size=cfg.generation_batch_size, seed=seed,
-        accelerator=accelerator, stop_strings=list(STOP_STRINGS),
-    )
-    return [[o.strip() for o in outs] for outs in outputs]
-
-
-def build_selector(cfg: ILFConfig, policy: _Policy) -> Selector:
-    """The configured selector; InstructRM judges with ``judge_model`` or else the current policy."""
+def build_selector(cfg: SummarizationILFSettings) -> Selector:
+    """The selector the settings name (InstructRM with ``judge_model``)."""
     if cfg.selector == "embedding":
         return make_selector("embedding", embedder=cfg.embedder)
     if cfg.selector == "instructrm":
-        model, tokenizer = _Policy(cfg.judge_model).get() if cfg.judge_model else policy.get()
+        from rlhf.models import load_causal_lm
+
+        model, tokenizer = load_causal_lm(cfg.judge_model)
         return make_selector("instructrm", model=model, tokenizer=tokenizer, batch_size=cfg.selector_batch_size)
     if cfg.selector == "random":
         return make_selector("random", seed=cfg.seed)
     if cfg.selector == "reward_model":
-        if not cfg.reward_model:
-            raise ValueError("selector 'reward_model' needs `reward_model`: a directory written by train_reward_model")
         from rlhf.preference import PreferenceRewardModel
 
         rm = PreferenceRewardModel(cfg.reward_model, batch_size=cfg.selector_batch_size)
@@ -184,146 +194,172 @@ def selection_items(samples: Sequence[SummaryFeedbackSample], candidates: Sequen
     return items
 
 
-def run_ilf(
-    cfg: ILFConfig,
-    samples: Sequence[SummaryFeedbackSample],
-    run_dir: str | Path,
-    *,
-    accelerator=None,
-    selector: Selector | None = None,
-) -> ILFResult:
-    """Run (or resume) ``cfg.rounds`` ILF rounds on ``samples`` (the feedback samples, in the order to use them).
+class SummarizationILF:
+    """ILF rounds for summarization in a run directory; :meth:`run` executes (or resumes) every stage.
 
-    Round r uses samples ``[(r-1)·n, r·n)`` with n = ``cfg.samples_per_round``. ``selector`` overrides the
-    one named in ``cfg`` (e.g. a custom reward model). Returns the artifact paths and per-round metrics.
+    ``samples`` are the feedback samples in the order to use them: round r uses samples
+    ``[(r-1)·n, r·n)`` with n = ``settings.samples_per_round``. ``selector`` overrides the one named in the
+    settings (e.g. a custom reward model). ``state`` is the accelerate ``Accelerator`` under ``accelerate
+    launch`` (generation is sharded across processes). Stages: ``data`` (posts cut to fit the prompt), then
+    per round ``round<r>/initial``, ``round<r>/refinements``, ``round<r>/selection``, ``round<r>/model``.
     """
-    from language_feedback.finetune import sft
-    from rlhf.models import resolve_model_path
 
-    # Fail on a bad selector setting before any generation, not after it.
-    if selector is None and cfg.selector not in SELECTORS:
-        make_selector(cfg.selector)  # raises naming the known selectors
-    if selector is None and cfg.selector == "reward_model" and not cfg.reward_model:
-        raise ValueError("selector 'reward_model' needs `reward_model`: a directory written by train_reward_model")
-    main = accelerator is None or accelerator.is_main_process
-    usable = feedback_samples(samples)  # empty feedback cannot be learned from: skipped with a counted warning
-    needed = cfg.rounds * cfg.samples_per_round
-    if len(usable) < needed:
-        raise ValueError(
-            f"ILF needs rounds × samples_per_round = {cfg.rounds} × {cfg.samples_per_round} = {needed} samples with "
-            f"feedback, but only {len(usable)} of {len(samples)} have feedback"
+    def __init__(self, settings: SummarizationILFSettings, samples: Sequence[SummaryFeedbackSample],
+                 output_dir: str | Path, *, state: Any = None, selector: Selector | None = None):
+        usable = feedback_samples(samples)  # empty feedback cannot be learned from: skipped with a counted warning
+        needed = settings.rounds * settings.samples_per_round
+        if len(usable) < needed:
+            raise ValueError(
+                f"ILF needs rounds × samples_per_round = {settings.rounds} × {settings.samples_per_round} = {needed} "
+                f"samples with feedback, but only {len(usable)} of {len(samples)} have feedback"
+            )
+        self.settings, self.state, self.selector_override = settings, state, selector
+        self.samples = usable[:needed]
+        self.base_model = resolve_model_path(settings.model, "causal_lm")
+        self.run_dir = RunDir(output_dir, {
+            "config": run_identity(settings), "sample_ids": [s.id for s in self.samples],
+            "selector_override": selector.name if selector is not None else None})
+        self._policy: tuple[str, Any] | None = None  # (path, (model, tokenizer)) of the loaded model
+
+    @classmethod
+    def from_config(cls, config: SummarizationILFConfig, state: Any = None) -> SummarizationILF:
+        """Load and subsample the feedback data the config names."""
+        samples = load_slf5k(config.data, config.split)
+        samples = subsample(samples, config.ilf.rounds * config.ilf.samples_per_round, seed=config.data_seed)
+        return cls(config.ilf, samples, config.output_dir, state=state)
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _model(self, path: str):
+        """The model at ``path`` for generation, loaded once (a resumed run may need none)."""
+        if self._policy is None or self._policy[0] != path:
+            from rlhf.models import load_causal_lm
+
+            device = str(self.state.device) if self.state is not None else None
+            self._policy = (path, load_causal_lm(path, device=device))
+        return self._policy[1]
+
+    def _generate(self, model_path: str, prompts: list[str], n: int, temperature: float, seed: int) -> list[list[str]]:
+        from language_feedback.generation import generate
+
+        model, tokenizer = self._model(model_path)
+        cfg = self.settings
+        outputs = generate(
+            model, tokenizer, prompts, num_return_sequences=n, max_new_tokens=cfg.max_new_tokens,
+            temperature=temperature, top_p=cfg.top_p, batch_size=cfg.generation_batch_size, seed=seed,
+            accelerator=self.state, stop_strings=list(STOP_STRINGS),
         )
-    usable = usable[:needed]
-    run = RunDir(run_dir, {"config": dataclasses.asdict(cfg), "sample_ids": [s.id for s in usable],
-                           "selector_override": selector.name if selector is not None else None})
+        return [[o.strip() for o in outs] for outs in outputs]
 
-    def stage(name: str, compute, write) -> Path:
-        """Compute on every process (generation is sharded), write on the main one, atomically."""
-        if not run.is_done(name):
-            result = compute()
-            if main:
-                run.run_stage(name, lambda tmp: write(tmp, result))
-            if accelerator is not None:
-                accelerator.wait_for_everyone()
-        return run.stage_path(name)
+    def model_path(self, round_: int) -> str:
+        """The model before round ``round_`` (1-based): the base model, then each round's fine-tuned one."""
+        return self.base_model if round_ == 1 else str(self.run_dir.stage_path(f"round{round_ - 1}/model"))
 
-    base_model = resolve_model_path(cfg.model, "causal_lm")
+    def batch(self, round_: int) -> list[SummaryFeedbackSample]:
+        n = self.settings.samples_per_round
+        data = [sample_from_row(r) for r in read_jsonl(self.run_dir.stage_path("data") / "samples.jsonl")]
+        return data[(round_ - 1) * n : round_ * n]
 
-    def write_data(tmp: Path, rows: list[dict]) -> None:
-        write_jsonl_atomic(tmp / "samples.jsonl", rows)
+    # -- stages -----------------------------------------------------------------------------------
 
-    def fitted_samples() -> list[dict]:
+    def data(self, out: Path) -> None:
         from transformers import AutoTokenizer
 
-        budget = cfg.max_prompt_tokens or context_length(base_model) - cfg.max_new_tokens
-        fitted = fit_posts(usable, AutoTokenizer.from_pretrained(base_model), budget)
-        return [dataclasses.asdict(s) for s in fitted]
+        cfg = self.settings
+        budget = cfg.max_prompt_tokens or context_length(self.base_model) - cfg.max_new_tokens
+        fitted = fit_posts(self.samples, AutoTokenizer.from_pretrained(self.base_model), budget)
+        write_jsonl_atomic(out / "samples.jsonl", [dataclasses.asdict(s) for s in fitted])
 
-    data = [sample_from_row(r) for r in read_jsonl(stage("data", fitted_samples, write_data) / "samples.jsonl")]
+    def initial(self, r: int, out: Path) -> None:
+        """Greedy: the model's own summary before this round."""
+        batch = self.batch(r)
+        prompts = [summarize_prompt(s.title, s.post) for s in batch]
+        outs = self._generate(self.model_path(r), prompts, 1, 0.0, self.settings.seed + 1000 * r)
+        write_jsonl_atomic(out / "initial.jsonl", [
+            {"id": s.id, "prompt": p, "summary": o[0]} for s, p, o in zip(batch, prompts, outs)])
 
-    examples: list[dict[str, str]] = []  # grows round by round: every round trains on all samples so far
+    def refinements(self, r: int, out: Path) -> None:
+        cfg, batch = self.settings, self.batch(r)
+        prompts = [refine_prompt(s.title, s.post, s.generated_summary_for_feedback,
+                                 s.feedback if cfg.use_feedback else None) for s in batch]
+        outs = self._generate(self.model_path(r), prompts, cfg.num_refinements, cfg.temperature,
+                              cfg.seed + 1000 * r + 1)
+        write_jsonl_atomic(out / "refinements.jsonl", [
+            {"id": s.id, "prompt": p, "refinements": o} for s, p, o in zip(batch, prompts, outs)])
 
-    def run_round(r: int, model_path: str) -> tuple[str, Path, dict[str, Any]]:
-        batch = data[(r - 1) * cfg.samples_per_round : r * cfg.samples_per_round]
-        policy = _Policy(model_path)
-        seed = cfg.seed + 1000 * r
-        summarize = [summarize_prompt(s.title, s.post) for s in batch]
-        refine = [
-            refine_prompt(s.title, s.post, s.generated_summary_for_feedback, s.feedback if cfg.use_feedback else None)
-            for s in batch
+    def selection(self, r: int, out: Path) -> None:
+        batch = self.batch(r)
+        candidates = [row["refinements"] for row in read_jsonl(self.run_dir.stage_path(f"round{r}/refinements")
+                                                               / "refinements.jsonl")]
+        chooser = self.selector_override or self._build_selector(r)
+        items = selection_items(batch, candidates, chooser)
+        kept = [i for i, item in enumerate(items) if item is not None]
+        if len(kept) < len(items):
+            logger.warning("round %d: %d of %d samples have no non-empty refinement; skipped",
+                           r, len(items) - len(kept), len(items))
+        if not kept:
+            raise RuntimeError(f"round {r}: every refinement is empty; raise max_new_tokens or check the model")
+        scores = chooser.score([items[i] for i in kept])
+        rows, comparisons = [], []
+        for i, item_scores in zip(kept, scores):
+            item = items[i]
+            best = max(range(len(item_scores)), key=item_scores.__getitem__)
+            rows.append({"id": batch[i].id, "prompt": item.context, "selected": item.candidates[best],
+                         "selector": chooser.name, "candidates": list(item.candidates), "scores": item_scores})
+            if item.candidates[best].strip() != item.initial.strip():
+                comparisons.append({"prompt": item.context, "chosen": summary_completion(item.candidates[best]),
+                                    "rejected": summary_completion(item.initial)})
+        write_jsonl_atomic(out / "selected.jsonl", rows)
+        write_jsonl_atomic(out / "comparisons.jsonl", comparisons)
+
+    def model(self, r: int, out: Path) -> None:
+        """Fine-tune the previous round's model on every round's selected refinements so far."""
+        from language_feedback.finetune import sft
+
+        examples = [
+            {"prompt": row["prompt"], "completion": summary_completion(row["selected"])}
+            for k in range(1, r + 1)
+            for row in read_jsonl(self.run_dir.stage_path(f"round{k}/selection") / "selected.jsonl")
         ]
+        self._policy = None  # free the generation copy before training
+        sft(self.model_path(r), examples, out, lora=self.settings.lora,
+            trainer_dir=self.run_dir.path / f"round{r}" / "trainer", settings=self.settings.sft)
 
-        def write_initial(tmp: Path, outs: list[list[str]]) -> None:
-            rows = [{"id": s.id, "prompt": p, "summary": o[0]} for s, p, o in zip(batch, summarize, outs)]
-            write_jsonl_atomic(tmp / "initial.jsonl", rows)
+    def _build_selector(self, r: int) -> Selector:
+        """The configured selector; InstructRM judges with ``judge_model`` or else the current policy."""
+        cfg = self.settings
+        if cfg.selector == "instructrm" and not cfg.judge_model:
+            model, tokenizer = self._model(self.model_path(r))
+            return make_selector("instructrm", model=model, tokenizer=tokenizer, batch_size=cfg.selector_batch_size)
+        return build_selector(cfg)
 
-        # Greedy: the model's own summary before this round.
-        stage(f"round{r}/initial", lambda: _generate(policy, summarize, cfg, 1, 0.0, seed, accelerator), write_initial)
+    # -- driver -----------------------------------------------------------------------------------
 
-        def write_refinements(tmp: Path, outs: list[list[str]]) -> None:
-            rows = [{"id": s.id, "prompt": p, "refinements": o} for s, p, o in zip(batch, refine, outs)]
-            write_jsonl_atomic(tmp / "refinements.jsonl", rows)
+    def stages(self) -> list[tuple[str, Any]]:
+        """The named stages in order, each ``(name, build(out_dir))``."""
+        named = [("data", self.data)]
+        for r in range(1, self.settings.rounds + 1):
+            for step in ("initial", "refinements", "selection", "model"):
+                named.append((f"round{r}/{step}", partial(getattr(self, step), r)))
+        return named
 
-        ref_dir = stage(
-            f"round{r}/refinements",
-            lambda: _generate(policy, refine, cfg, cfg.num_refinements, cfg.temperature, seed + 1, accelerator),
-            write_refinements,
+    def run(self) -> ILFResult:
+        """Run (or resume) every stage; write and return the per-round metrics."""
+        for name, build in self.stages():
+            self.run_dir.stage(name, build)
+        metrics, n_train = [], 0
+        for r in range(1, self.settings.rounds + 1):
+            selected = read_jsonl(self.run_dir.stage_path(f"round{r}/selection") / "selected.jsonl")
+            n_train += len(selected)
+            metrics.append({"round": r, "n_selected": len(selected), "n_train_examples": n_train,
+                            "mean_selected_score": sum(max(row["scores"]) for row in selected) / len(selected)})
+        final = self.model_path(self.settings.rounds + 1)
+        if self.run_dir.is_main:
+            write_json_atomic(self.run_dir.path / "summary.json", {"final_model": final, "rounds": metrics})
+        rounds = range(1, self.settings.rounds + 1)
+        return ILFResult(
+            self.run_dir.path, Path(final),
+            [self.run_dir.stage_path(f"round{r}/selection") / "selected.jsonl" for r in rounds],
+            [self.run_dir.stage_path(f"round{r}/selection") / "comparisons.jsonl" for r in rounds],
+            metrics,
         )
-
-        def select():
-            candidates = [row["refinements"] for row in read_jsonl(ref_dir / "refinements.jsonl")]
-            chooser = selector or build_selector(cfg, policy)
-            items = selection_items(batch, candidates, chooser)
-            kept = [i for i, item in enumerate(items) if item is not None]
-            if len(kept) < len(items):
-                logger.warning("round %d: %d of %d samples have no non-empty refinement; skipped",
-                               r, len(items) - len(kept), len(items))
-            if not kept:
-                raise RuntimeError(f"round {r}: every refinement is empty; raise max_new_tokens or check the model")
-            scores = chooser.score([items[i] for i in kept])
-            return chooser.name, [(batch[i].id, items[i], s) for i, s in zip(kept, scores)]
-
-        def write_selection(tmp: Path, result) -> None:
-            name, chosen = result
-            rows, comparisons = [], []
-            for sample_id, item, scores in chosen:
-                best = max(range(len(scores)), key=scores.__getitem__)
-                rows.append({
-                    "id": sample_id, "prompt": item.context, "selected": item.candidates[best], "selector": name,
-                    "candidates": list(item.candidates), "scores": scores,
-                })
-                if item.candidates[best].strip() != item.initial.strip():
-                    comparisons.append({
-                        "prompt": item.context, "chosen": summary_completion(item.candidates[best]),
-                        "rejected": summary_completion(item.initial),
-                    })
-            write_jsonl_atomic(tmp / "selected.jsonl", rows)
-            write_jsonl_atomic(tmp / "comparisons.jsonl", comparisons)
-
-        sel_dir = stage(f"round{r}/selection", select, write_selection)
-        selected = read_jsonl(sel_dir / "selected.jsonl")
-        # Each round adds its samples to the training set and continues from the previous round's model.
-        examples.extend({"prompt": row["prompt"], "completion": summary_completion(row["selected"])} for row in selected)
-
-        model_dir = run.stage_path(f"round{r}/model")
-        if not run.is_done(f"round{r}/model"):
-            policy.unload()  # free the generation copy before training
-            sft(
-                model_path, examples, model_dir, lora=cfg.lora if cfg.use_lora else None,
-                trainer_dir=run.stage_path(f"round{r}/trainer"), settings=cfg.sft,
-            )
-        metrics = {
-            "round": r, "n_selected": len(selected), "n_train_examples": len(examples),
-            "mean_selected_score": sum(max(row["scores"]) for row in selected) / len(selected),
-        }
-        return str(model_dir), sel_dir, metrics
-
-    model_path, selected_paths, comparison_paths, metrics = base_model, [], [], []
-    for r in range(1, cfg.rounds + 1):
-        model_path, sel_dir, round_metrics = run_round(r, model_path)
-        selected_paths.append(sel_dir / "selected.jsonl")
-        comparison_paths.append(sel_dir / "comparisons.jsonl")
-        metrics.append(round_metrics)
-    if main:
-        write_json_atomic(run.path / "summary.json", {"final_model": model_path, "rounds": metrics})
-    return ILFResult(run.path, Path(model_path), selected_paths, comparison_paths, metrics)

@@ -7,19 +7,19 @@ fine-tuning π_θ, with pass@k before and after. All the work is in ``language_f
     accelerate launch --multi_gpu --num_processes 2 recipes/ilf_code.py --config ...   # 2 CPU processes (gloo)
 
 Any config key can be overridden on the command line (``--eval_samples 20``,
-``--policy_sft.learning_rate 1e-5``). A rerun with the same config and ``run_dir`` resumes at the first unfinished stage. Prints pass@k before/after and writes
-``<run_dir>/results.json``.
+``--policy_sft.learning_rate 1e-5``). A rerun with the same config and ``output_dir`` resumes at the first
+unfinished stage. Prints pass@k before/after and writes ``<output_dir>/results.json``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 
 import torch
 from accelerate import Accelerator
 
 from language_feedback.code_ilf import CodeILFConfig, run_code_ilf
+from rlhf.cli import run_recipe
 from rlhf.config import load_config
 
 
@@ -28,18 +28,18 @@ def main(argv: list[str] | None = None) -> dict:
     # cpu=True without a GPU: under `accelerate launch --multi_gpu --num_processes N` on a CPU machine the
     # processes then form one gloo group (MULTI_CPU) instead of N unrelated single-process runs.
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-                        format="%(asctime)s %(name)s: %(message)s")
-    results = run_code_ilf(config, accelerator)
-    accelerator.end_training()  # destroys the process group: else gloo's threads can abort the process at exit
+    try:
+        results = run_code_ilf(config, accelerator)
+    finally:
+        accelerator.end_training()  # destroys the process group: else gloo's threads can abort the process at exit
     if accelerator.is_main_process:
         for stage in ("refiner", "drafts", "feedback", "refinements", "policy"):
-            print(f"{stage}: {json.dumps(results.get(stage, {}))}")
+            print(f"{stage}: {json.dumps(results.get(stage, {}), ensure_ascii=False)}")
         for name, pair in results.get("pass_at_k", {}).items():
             print(f"{name}: before {pair['before']:.3f} after {pair['after']:.3f}")
-        print(f"results: {config.run_dir}/results.json")
+        print(f"results: {config.output_dir}/results.json")
     return results
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

@@ -8,14 +8,18 @@ so a killed run never leaves a half-written stage behind, and a rerun skips fini
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -42,24 +46,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    return write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def write_jsonl_atomic(path: str | os.PathLike, rows: list[dict]) -> Path:
-    return write_text_atomic(path, "".join(json.dumps(r, default=str) + "\n" for r in rows))
+    return write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
 
 
-def iter_jsonl(path: str | os.PathLike, error: type[Exception] = ValueError) -> Iterator[tuple[int, str, dict]]:
+def write_csv_atomic(path: str | os.PathLike, rows: list[dict]) -> Path:
+    """Rows of dicts as CSV (columns: the first row's keys), written atomically."""
+    import csv
+    import io
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, text.getvalue())
+
+
+def iter_jsonl(path: str | os.PathLike, error: type[Exception] | None = None) -> Iterator[tuple[int, str, dict]]:
     """Yield ``(lineno, where, row)`` for each non-blank line of a JSONL file; ``where`` is "<path>, line <n>".
 
     Invalid JSON or a line that is not a JSON object raises ``error`` naming the file and line;
     loaders pass their own error class and validate fields with ``where`` in their messages.
     """
+    error = error or DataFormatError
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -82,36 +99,100 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return [row for _, _, row in iter_jsonl(path)]
 
 
+@dataclass
+class Progress:
+    """Where a run is, for the Ctrl-C message: the stage running, and for RL the step reached and the last saved."""
+
+    stage: str = ""
+    step: int | None = None
+    resume_step: int | None = None
+
+    def message(self) -> str:
+        if self.step is not None:
+            resume = self.resume_step or 0
+            return f"interrupted at step {self.step}; rerun the same command to resume from step {resume}"
+        if self.stage:
+            return (f"interrupted in stage '{self.stage}'; rerun the same command to resume from that stage "
+                    "(finished stages are kept)")
+        return "interrupted before any stage started; rerun the same command to start again"
+
+
+progress = Progress()
+
+
+class DataFormatError(ValueError):
+    """A row of a data file is malformed; the message names the file, the line and the field."""
+
+
 class RunDirectoryMismatch(ValueError):
     """The run directory holds a different run (its saved config differs)."""
 
 
-class RunDir:
-    """A run directory whose stages are directories written atomically.
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict) and tree:
+        return {k: v for key, value in tree.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: tree}
 
-    ``RunDir(path, config)`` records ``config`` in ``run_config.json``; reopening the same
-    directory with a different config raises :class:`RunDirectoryMismatch` instead of silently
-    mixing two runs' artifacts.
+
+def config_changes(previous: dict, config: dict) -> list[str]:
+    """The keys whose values differ, in full (``ilf.temperature: 0.7 → 0.9``), sorted."""
+    old, new = _flatten(previous), _flatten(config)
+    missing = object()
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, missing), new.get(key, missing)
+        if a != b:
+            show = lambda v: "(absent)" if v is missing else json.dumps(v, ensure_ascii=False, default=str)
+            lines.append(f"{key}: {show(a)} → {show(b)}")
+    return lines
+
+
+class RunDir:
+    """A run directory whose stages are directories written atomically: the one stage runner.
+
+    ``RunDir(path, config)`` records ``config`` in ``run_config.json``; reopening the same directory
+    with a different config raises :class:`RunDirectoryMismatch` listing every changed key, instead of
+    silently mixing two runs' artifacts. Validate the config before opening the directory: a config
+    that fails validation must leave nothing behind.
+
+    Under several processes (``state``: an accelerate ``PartialState`` or ``Accelerator``), every
+    process computes each stage (generation, test runs and training are sharded between them), the main
+    process writes it, and all wait for it before the next stage.
     """
 
     CONFIG_FILE = "run_config.json"
 
-    def __init__(self, path: str | os.PathLike, config: dict | None = None):
+    def __init__(self, path: str | os.PathLike, config: dict | None = None, *, state: Any = None):
         self.path = Path(path)
+        self.state = state
+        if self.is_main:
+            self._claim(config)
+        self.wait()
+
+    def _claim(self, config: dict | None) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        if config is not None:
-            config = json.loads(json.dumps(config, default=str))  # normalise tuples, paths
-            saved = self.path / self.CONFIG_FILE
-            if saved.exists():
-                previous = json.loads(saved.read_text())
-                if previous != config:
-                    diff = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
-                    raise RunDirectoryMismatch(
-                        f"run directory {self.path} holds another run (config differs in: {', '.join(diff)}); "
-                        "use a new directory or delete it"
-                    )
-            else:
-                write_json_atomic(saved, config)
+        if config is None:
+            return
+        config = json.loads(json.dumps(config, default=str))  # normalise tuples, paths
+        saved = self.path / self.CONFIG_FILE
+        if not saved.exists():
+            write_json_atomic(saved, config)
+            return
+        changes = config_changes(json.loads(saved.read_text()), config)
+        if changes:
+            raise RunDirectoryMismatch(
+                f"run directory {self.path} holds another run; its config differs in:\n  " + "\n  ".join(changes)
+                + "\nuse a new output directory, or rerun with the old values to resume"
+            )
+
+    @property
+    def is_main(self) -> bool:
+        return self.state is None or self.state.is_main_process
+
+    def wait(self) -> None:
+        """All processes meet here (a no-op in a single process)."""
+        if self.state is not None:
+            self.state.wait_for_everyone()
 
     def stage_path(self, stage: str) -> Path:
         return self.path / stage
@@ -119,22 +200,32 @@ class RunDir:
     def is_done(self, stage: str) -> bool:
         return self.stage_path(stage).is_dir()
 
-    def run_stage(self, stage: str, build: Callable[[Path], Any]) -> Path:
-        """Run ``build(tmp_dir)`` unless ``stage`` is finished; return the stage directory.
+    def stage(self, stage: str, build: Callable[[Path], Any]) -> Path:
+        """Run ``build(out_dir)`` unless ``stage`` is finished; return the stage directory.
 
-        ``build`` writes its files into ``tmp_dir``; the directory is renamed into place only
-        after ``build`` returns, so an interrupted stage is simply rerun. One process writes a run
-        directory (the main one under accelerate), so temporary directories of this stage that are
-        already there were left by a killed attempt and are removed.
+        ``build`` writes its files into ``out_dir``. On the main process ``out_dir`` is a temporary
+        directory renamed into place only after ``build`` returns, so an interrupted stage is simply
+        rerun; temporary directories a killed attempt of this stage left are removed first. The other
+        processes run ``build`` too (they take part in sharded work) into a scratch directory that is
+        discarded. Every process waits until the stage is in place.
         """
         final = self.stage_path(stage)
         if final.is_dir():
             return final
-        leftover = re.compile(rf"\.{re.escape(final.name)}\.[a-z0-9_]+\.tmp")  # atomic_path's names for it
-        for path in final.parent.glob(f".{final.name}.*.tmp"):
-            if leftover.fullmatch(path.name):
-                shutil.rmtree(path, ignore_errors=True)
-        with atomic_path(final) as tmp:
-            tmp.mkdir()
-            build(tmp)
+        logger.info("stage %s: running", stage)
+        progress.stage = stage
+        if self.is_main:
+            leftover = re.compile(rf"\.{re.escape(final.name)}\.[a-z0-9_]+\.tmp")  # atomic_path's names for it
+            for path in final.parent.glob(f".{final.name}.*.tmp"):
+                if leftover.fullmatch(path.name):
+                    shutil.rmtree(path, ignore_errors=True)
+            with atomic_path(final) as tmp:
+                tmp.mkdir()
+                build(tmp)
+        else:
+            with tempfile.TemporaryDirectory() as scratch:
+                out = Path(scratch) / final.name
+                out.mkdir()
+                build(out)
+        self.wait()
         return final

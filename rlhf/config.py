@@ -1,15 +1,25 @@
 """Dataclass configs from a YAML file plus command-line overrides: one pattern for every recipe.
 
     cfg = load_config(TrainConfig)             # reads sys.argv
-    # python recipe.py --config cfg.yaml --lr 1e-4 --ppo.n_steps 256
+    # python recipe.py --config cfg.yaml --learning_rate 1e-4 --rl.algo_kwargs '{n_steps: 256}'
 
 Nested dataclass fields are addressed with dots. Unknown keys and values of the wrong type are
-errors that name the key, and for YAML the file and line.
+errors that name the key, and for YAML the file and line. Cross-field checks live in the config
+classes themselves (``__post_init__`` raising :class:`ConfigError` with the ``key`` at fault); the
+loader adds where that key was set. Fields marked ``runtime_field(...)`` (thread counts, progress
+bars) change how fast a run goes, not what it computes: :func:`run_identity` leaves them out, so a
+run directory can be resumed with other values.
+
+Why not ``TrlParser``/``HfArgumentParser``: they read flat argument lists, while the experiments here
+nest several trainers' settings in one file (an ILF run holds SFT settings for two models), and their
+errors do not name the YAML file and line. The keys inside each section are TRL's and SB3's argument
+names, so a TRL user reads these files as they read TRL's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import sys
 import types
 import typing
@@ -23,7 +33,20 @@ T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """A config value is unknown, missing or of the wrong type."""
+    """A config value is unknown, missing, of the wrong type, or inconsistent with another value.
+
+    ``key`` is the dotted key at fault, relative to the config class that raised (set by cross-field
+    checks in ``__post_init__``); the loader prefixes it with the file, line and enclosing keys.
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(f"config key '{key}': {message}" if key else message)
+        self.key, self.message = key, message
+
+
+def runtime_field(default: Any, **kwargs: Any) -> Any:
+    """A dataclass field that changes speed or display, not results (left out of :func:`run_identity`)."""
+    return dataclasses.field(default=default, metadata={"runtime": True}, **kwargs)
 
 
 def _yaml_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
@@ -43,12 +66,16 @@ class _Source:
 
     path: str = ""
     lines: dict = dataclasses.field(default_factory=dict)
+    command_line: frozenset = frozenset()
 
     def where(self, key: str) -> str:
-        line = self.lines.get(tuple(key.split(".")))
+        parts = tuple(key.split("."))
+        line = self.lines.get(parts)
         if line is not None:
             return f"{self.path} line {line}: config key '{key}'"
-        return f"config key '{key}' (command line)" if self.path else f"config key '{key}'"
+        if any(parts[:n] in self.command_line for n in range(1, len(parts) + 1)):
+            return f"config key '{key}' (command line)"
+        return f"config key '{key}' (default value)" if self.path or self.command_line else f"config key '{key}'"
 
 
 def _coerce(value: Any, hint: Any, key: str, src: _Source) -> Any:
@@ -129,7 +156,10 @@ def _build(cls: type[T], values: dict, prefix: str, src: _Source) -> T:
     for key, value in values.items():
         name = str(key).replace("-", "_")
         if name not in fields:
-            raise ConfigError(f"{src.where(prefix + str(key))} is unknown for {cls.__name__} (known keys: {', '.join(fields)})")
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(f"{src.where(prefix + str(key))} is unknown for {cls.__name__} "
+                              f"({hint}known keys: {', '.join(fields)})")
         kwargs[name] = _coerce(value, hints[name], prefix + name, src)
     missing = [
         n for n, f in fields.items()
@@ -137,7 +167,12 @@ def _build(cls: type[T], values: dict, prefix: str, src: _Source) -> T:
     ]
     if missing:
         raise ConfigError(f"{src.path or cls.__name__}: missing required config key(s): {', '.join(prefix + m for m in missing)}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        if e.key is None:
+            raise
+        raise type(e)(f"{src.where(prefix + e.key)}: {e.message}") from None
 
 
 def _parse_cli_value(raw: str, hint: Any) -> Any:
@@ -150,9 +185,19 @@ def _parse_cli_value(raw: str, hint: Any) -> Any:
         return raw
 
 
+def _nested_dataclass(hint: Any) -> Any:
+    """``X`` for a dataclass ``X`` or ``X | None``; otherwise ``hint`` unchanged."""
+    if get_origin(hint) in (typing.Union, types.UnionType):
+        classes = [a for a in get_args(hint) if dataclasses.is_dataclass(a)]
+        if len(classes) == 1 and all(a is type(None) or a is classes[0] for a in get_args(hint)):
+            return classes[0]
+    return hint
+
+
 def _field_hint(cls: type, dotted: str) -> Any:
     hint: Any = cls
     for part in dotted.split("."):
+        hint = _nested_dataclass(hint)
         if not dataclasses.is_dataclass(hint):
             raise ConfigError(f"unknown option --{dotted}: '{part}' is not a nested config")
         hints = get_type_hints(hint)
@@ -166,7 +211,9 @@ def _field_hint(cls: type, dotted: str) -> Any:
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     for p in parents:
-        node = tree.setdefault(p, {})
+        if tree.get(p) is None:  # absent, or `lora: null` in the file: --lora.r 8 switches it on
+            tree[p] = {}
+        node = tree[p]
         if not isinstance(node, dict):
             raise ConfigError(f"--{dotted}: '{p}' is not a mapping in the config")
         tree = node
@@ -178,8 +225,10 @@ def _help(cls: type, prefix: str = "") -> list[str]:
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
-            out += _help(hint, prefix + f.name + ".")
+        if dataclasses.is_dataclass(_nested_dataclass(hint)):
+            optional = "" if dataclasses.is_dataclass(hint) else "  (optional section; null = off)"
+            out.append(f"  --{prefix}{f.name}.*{optional}")
+            out += _help(_nested_dataclass(hint), prefix + f.name + ".")
             continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
@@ -188,12 +237,15 @@ def _help(cls: type, prefix: str = "") -> list[str]:
     return out
 
 
-def load_config(cls: type[T], argv: Sequence[str] | None = None) -> T:
+def load_config(cls: type[T], argv: Sequence[str] | None = None, *, default_config: str | Path | None = None) -> T:
     """Build ``cls`` from ``--config file.yaml`` (optional) and ``--key value`` overrides.
 
-    Overrides win over the file; both are type-checked against the dataclass fields.
+    Overrides win over the file; both are type-checked against the dataclass fields, and the config's
+    own cross-field checks run. ``default_config`` is read when no ``--config`` is given.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if default_config is not None and not any(a == "--config" or a.startswith("--config=") for a in argv):
+        argv = ["--config", str(default_config), *argv]
     if "-h" in argv or "--help" in argv:
         print(f"usage: --config FILE.yaml [--key value ...]\n\n{cls.__name__} keys:\n" + "\n".join(_help(cls)))
         raise SystemExit(0)
@@ -205,8 +257,9 @@ def load_config(cls: type[T], argv: Sequence[str] | None = None) -> T:
             raise ConfigError(f"unexpected argument {arg!r}: options look like --key value")
         key, eq, raw = arg[2:].partition("=")
         if not eq:
-            if i + 1 >= len(argv):
-                raise ConfigError(f"option --{key} needs a value")
+            # `--model --output_dir x`: the next token is an option, not --model's value.
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise ConfigError(f"option --{key} needs a value (write --{key}=VALUE for a value that starts with --)")
             raw, i = argv[i + 1], i + 1
         i += 1
         key = key.replace("-", "_")
@@ -234,12 +287,28 @@ def load_config(cls: type[T], argv: Sequence[str] | None = None) -> T:
     for key, raw in overrides:
         _set_dotted(values, key, _parse_cli_value(raw, _field_hint(cls, key)))
         lines.pop(tuple(key.split(".")), None)  # errors for this key come from the command line
-    return _build(cls, values, "", _Source(source, lines))
+    command_line = frozenset(tuple(key.split(".")) for key, _ in overrides)
+    return _build(cls, values, "", _Source(source, lines, command_line))
 
 
 def config_to_dict(config: Any) -> dict:
     """A plain dict (for logging, run-directory checks and saving)."""
     return json_safe(dataclasses.asdict(config))
+
+
+def run_identity(config: Any) -> dict:
+    """The config as a plain dict without its runtime fields: what a run directory records and compares."""
+
+    def strip(obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return {f.name: strip(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.metadata.get("runtime")}
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [strip(v) for v in obj]
+        return json_safe(obj)
+
+    return strip(config)
 
 
 def json_safe(obj: Any) -> Any:

@@ -218,13 +218,14 @@ def train_reward_model(
     eval_comparisons: Sequence[Mapping[str, str]] | None = None,
     lora: LoraSettings | None = None,
     settings: TrainingSettings | None = None,
+    trainer_dir: str | Path | None = None,
     callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Train a Bradley–Terry reward model with TRL's ``RewardTrainer``; save it atomically to ``output_dir``.
 
     ``output_dir`` receives the model (or LoRA adapter with the score head), the tokenizer and
-    ``reward_model.json`` (settings and metrics). Checkpoints and TensorBoard logs go to
-    ``<output_dir>.trainer/``; with ``settings.save_steps`` a rerun resumes from the last
+    ``reward_model.json`` (settings and metrics). Checkpoints and TensorBoard logs go to ``trainer_dir``
+    (default ``<output_dir>.trainer/``); with ``settings.save_steps`` a rerun resumes from the last
     checkpoint. Returns metrics: training loss, sample counts (comparisons longer than
     ``max_length`` are dropped by TRL and counted), and, with ``eval_comparisons``, held-out
     accuracy before (``eval_accuracy_before``) and after (``eval_accuracy``) training.
@@ -240,7 +241,7 @@ def train_reward_model(
     eval_rows = validate_comparisons(eval_comparisons, "eval_comparisons") if eval_comparisons is not None else None
     model_path = resolve_model_path(model_name_or_path)
     output_dir = Path(output_dir)
-    work_dir = output_dir.with_name(output_dir.name + ".trainer")
+    work_dir = Path(trainer_dir) if trainer_dir is not None else output_dir.with_name(output_dir.name + ".trainer")
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     _ensure_pad_token(tokenizer)
@@ -251,15 +252,8 @@ def train_reward_model(
         logger.warning("%d of %d training comparisons are longer than max_length=%d tokens; TRL drops them",
                        len(train_rows) - n_kept, len(train_rows), settings.max_length)
 
-    config = RewardConfig(**settings.trainer_arguments(work_dir))
-    peft_config = None
-    if lora is not None:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            task_type="SEQ_CLS", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-            target_modules=lora.target_modules, modules_to_save=["score"],
-        )
+    config = settings.trl_config(RewardConfig, work_dir)
+    peft_config = lora.peft_config(task_type="SEQ_CLS", modules_to_save=["score"]) if lora is not None else None
     trainer = RewardTrainer(
         model=model_path, args=config, train_dataset=Dataset.from_list(train_rows),
         processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
@@ -302,7 +296,7 @@ def train_reward_model(
 
 def _in_memory_rm(trainer: Any, settings: TrainingSettings) -> PreferenceRewardModel:
     return PreferenceRewardModel(
-        trainer.model, trainer.processing_class, batch_size=settings.batch_size, max_length=settings.max_length
+        trainer.model, trainer.processing_class, batch_size=settings.per_device_train_batch_size, max_length=settings.max_length
     )
 
 

@@ -16,6 +16,10 @@ from typing import Any
 
 import torch
 
+#: ``info`` key where a reward wrapper keeps the environment's own (ground-truth) reward when it replaces
+#: or adds to it (``vlm_rewards.wrappers``); RL training (``rlhf.rl``) reads it to log the ground truth.
+ORIGINAL_REWARD_KEY = "original_reward"
+
 
 @dataclass(frozen=True)
 class PromptCompletion:

@@ -6,11 +6,11 @@ experiment here needs on top of SB3:
 
 - config validation before anything runs (algorithm name, its keyword arguments, step counts
   that must divide evenly, action space vs algorithm);
-- ground-truth logging: while the agent trains on a learned reward, the environment's own
-  (ground-truth) reward and success flag are read from ``info`` and logged to TensorBoard next
-  to the training reward;
-- a learning curve: deterministic evaluations on the ground-truth env every ``eval_every`` steps;
-- checkpoints every ``checkpoint_every`` steps (model, replay buffer, step counter, curve),
+- ground truth next to the learned reward: the training envs are wrapped in SB3's ``Monitor`` inside any
+  reward wrapper, so SB3's own ``rollout/ep_rew_mean`` and ``rollout/success_rate`` are the ground truth;
+  :class:`TrainingRewardLogger` adds the return under the reward the learner sees;
+- a learning curve: evaluations on the ground-truth env every ``eval_freq`` steps;
+- checkpoints every ``save_freq`` steps (model, replay buffer, step counter, curve),
   written atomically, resumed automatically after a kill;
 - a final evaluation (ground-truth return and success rate over N episodes) written as JSON.
 
@@ -32,7 +32,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -41,61 +40,67 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
-from rlhf.artifacts import RunDir, atomic_path, write_json_atomic
+from rlhf.artifacts import RunDir, atomic_path, progress, write_json_atomic
+from rlhf.config import ConfigError, runtime_field
 from rlhf.metrics import epic_distance
-from rlhf.reward import RewardModel
 
 logger = logging.getLogger(__name__)
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC, "dqn": DQN}
 
-#: ``info`` key where a reward wrapper keeps the environment's own (ground-truth) reward; the
-#: vlm_rewards wrappers use this name.
-GT_REWARD_KEY = "original_reward"
-
-#: Reads task success from a step's ``info`` dict (e.g. a task's predicate on ``info["sim_state"]``).
+#: Reads task success from a step's ``info`` dict. SB3 reads ``info["is_success"]`` at episode ends
+#: (and logs ``rollout/success_rate``); task wrappers such as :class:`GroundTruthFromState` set it.
 SuccessFn = Callable[[dict], bool]
 
 
-def success_from_info_key(key: str = "success") -> SuccessFn:
+def success_from_info_key(key: str = "is_success") -> SuccessFn:
     """The default success reader: ``info[key]`` (False when absent)."""
     return lambda info: bool(info.get(key, False))
 
 
-class RLConfigError(ValueError):
+class RLConfigError(ConfigError):
     """An RL config that cannot run (unknown algorithm or argument, step counts that do not divide)."""
 
 
 @dataclasses.dataclass
 class RLConfig:
-    """What to train and for how long; one per run (a seed is passed separately)."""
+    """What to train and for how long; one per run (a seed is passed separately).
+
+    Names follow stable-baselines3 (``policy``, ``total_timesteps``, ``n_envs``, ``eval_freq``,
+    ``n_eval_episodes``, ``deterministic``, ``save_freq``, ``progress_bar``). Unlike SB3's callbacks,
+    ``eval_freq`` and ``save_freq`` count environment steps summed over the ``n_envs`` environments, the
+    unit of ``total_timesteps``.
+    """
 
     algorithm: str = "ppo"
     policy: str = "MlpPolicy"
-    total_timesteps: int = 100_000
+    total_timesteps: int = 163_840  # the defaults are multiples of PPO's rollout, n_envs × n_steps = 8 × 2048
     n_envs: int = 8
     #: Env steps between checkpoints and between learning-curve evaluations.
-    checkpoint_every: int = 10_000
-    eval_every: int = 5_000
-    eval_episodes: int = 8
+    save_freq: int = 32_768
+    eval_freq: int = 16_384
+    n_eval_episodes: int = 8
     #: Final evaluation episodes (ground-truth return and success rate, written as JSON).
     final_eval_episodes: int = 20
     #: Act greedily in evaluations. False evaluates the policy as it acts in training, which avoids
     #: crediting a randomly initialised network whose argmax happens to balance (seen on CartPole).
-    eval_deterministic: bool = True
+    deterministic: bool = True
     #: Keyword arguments for the SB3 algorithm (learning_rate, n_steps, buffer_size, policy_kwargs, ...).
     algo_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     device: str = "cpu"
     tensorboard: bool = True
-    progress_bar: bool = True
+    progress_bar: bool = runtime_field(True)
+
+    def __post_init__(self) -> None:
+        validate_rl_config(self)
 
 
 class GroundTruthFromState(gym.Wrapper):
     """Make the reward a ground-truth function of the simulator state, and report success in ``info``.
 
     For environments whose own reward is not the task's (e.g. Humanoid-v5's locomotion reward under a
-    "kneeling" task): the reward becomes ``reward_fn(info[state_key])`` and ``info["success"]`` is
-    ``success_fn(info[state_key])``.
+    "kneeling" task): the reward becomes ``reward_fn(info[state_key])`` and ``info["is_success"]`` (the key
+    SB3 reads) is ``success_fn(info[state_key])``.
     """
 
     def __init__(
@@ -113,7 +118,7 @@ class GroundTruthFromState(gym.Wrapper):
         if self.state_key not in info:
             raise KeyError(f"{self.env}: step info has no {self.state_key!r} (keys: {sorted(info)})")
         state = info[self.state_key]
-        info = {**info, "success": bool(self.success_fn(state))}
+        info = {**info, "is_success": bool(self.success_fn(state))}
         return obs, float(self.reward_fn(state)), terminated, truncated, info
 
 
@@ -131,44 +136,43 @@ def step_unit(cfg: RLConfig) -> int:
         freq = cfg.algo_kwargs.get("train_freq", defaults["train_freq"])
         if isinstance(freq, (list, tuple)):
             if len(freq) != 2 or freq[1] != "step":
-                raise RLConfigError(f"algo_kwargs.train_freq={freq!r}: only step-based train_freq is supported here")
+                raise RLConfigError(f"{freq!r}: only step-based train_freq is supported here", key="algo_kwargs.train_freq")
             freq = freq[0]
         per_env = freq
     if not isinstance(per_env, int) or per_env < 1:
-        raise RLConfigError(f"algo_kwargs: rollout length must be a positive integer, got {per_env!r}")
+        raise RLConfigError(f"rollout length must be a positive integer, got {per_env!r}", key="algo_kwargs")
     return per_env * cfg.n_envs
 
 
 def validate_rl_config(cfg: RLConfig) -> None:
     """Raise :class:`RLConfigError` naming the field for anything that would fail mid-training."""
     if cfg.algorithm not in ALGORITHMS:
-        raise RLConfigError(f"algorithm: unknown {cfg.algorithm!r}; choose one of {sorted(ALGORITHMS)}")
+        raise RLConfigError(f"unknown {cfg.algorithm!r}; choose one of {sorted(ALGORITHMS)}", key="algorithm")
     algo = ALGORITHMS[cfg.algorithm]
     params = inspect.signature(algo.__init__).parameters
     reserved = {"policy", "env", "seed", "device", "tensorboard_log", "verbose"}
     for key in cfg.algo_kwargs:
         if key in reserved:
-            raise RLConfigError(f"algo_kwargs.{key}: set by the recipe (use the top-level config field instead)")
+            raise RLConfigError("set by the recipe (use the top-level config field instead)", key=f"algo_kwargs.{key}")
         if key not in params:
-            raise RLConfigError(
-                f"algo_kwargs.{key}: not an argument of {algo.__name__} (known: {', '.join(sorted(set(params) - reserved - {'self'}))})"
-            )
-    for name in ("total_timesteps", "n_envs", "checkpoint_every", "eval_every", "eval_episodes", "final_eval_episodes"):
+            known = ", ".join(sorted(set(params) - reserved - {"self"}))
+            raise RLConfigError(f"not an argument of {algo.__name__} (known: {known})", key=f"algo_kwargs.{key}")
+    for name in ("total_timesteps", "n_envs", "save_freq", "eval_freq", "n_eval_episodes", "final_eval_episodes"):
         if getattr(cfg, name) < 1:
-            raise RLConfigError(f"{name}: must be >= 1, got {getattr(cfg, name)}")
+            raise RLConfigError(f"must be >= 1, got {getattr(cfg, name)}", key=name)
     unit = step_unit(cfg)
     what = "n_envs * n_steps" if cfg.algorithm == "ppo" else "n_envs * train_freq"
-    for name in ("total_timesteps", "checkpoint_every", "eval_every"):
+    for name in ("total_timesteps", "save_freq", "eval_freq"):
         value = getattr(cfg, name)
         if value % unit:
             raise RLConfigError(
-                f"{name}={value} is not a multiple of {what} = {unit}: the learner can only stop at rollout "
-                f"boundaries (try {max(unit, round(value / unit) * unit)})"
+                f"{value} is not a multiple of {what} = {unit}: the learner can only stop at rollout "
+                f"boundaries (try {max(unit, round(value / unit) * unit)})", key=name,
             )
     if cfg.algorithm == "ppo":
         batch = cfg.algo_kwargs.get("batch_size", params["batch_size"].default)
         if unit % batch:
-            raise RLConfigError(f"algo_kwargs.batch_size={batch} does not divide n_envs * n_steps = {unit}")
+            raise RLConfigError(f"{batch} does not divide n_envs * n_steps = {unit}", key="algo_kwargs.batch_size")
 
 
 def check_action_space(cfg: RLConfig, env: VecEnv, task: str = "") -> None:
@@ -206,41 +210,32 @@ def evaluate(
     }
 
 
-class GroundTruthLogger(BaseCallback):
-    """Log training-episode returns under the training reward and the ground truth, and success.
+class TrainingRewardLogger(BaseCallback):
+    """Log the return of training episodes under the reward the learner sees (``train/episode_return_training_reward``).
 
-    The training reward is what the learner sees (a VLM reward, or the env's own reward for the
-    baseline). The ground-truth reward is ``info[gt_key]`` when a reward wrapper put it there,
-    otherwise the training reward itself.
+    SB3 already logs the rest from its ``Monitor``: the sub-environments are wrapped in ``Monitor`` inside
+    any reward wrapper, so ``rollout/ep_rew_mean`` is the ground-truth return and ``rollout/success_rate``
+    comes from ``info["is_success"]``. What SB3 cannot see is the return under a learned reward, which
+    this callback sums from the rewards the learner receives.
     """
 
-    def __init__(self, gt_key: str = GT_REWARD_KEY, success_fn: SuccessFn | None = None, window: int = 100):
+    def __init__(self, window: int = 100):
         super().__init__()
-        self.gt_key, self.success_fn = gt_key, success_fn or success_from_info_key()
         self.train_returns: deque[float] = deque(maxlen=window)
-        self.gt_returns: deque[float] = deque(maxlen=window)
-        self.successes: deque[float] = deque(maxlen=window)
 
     def _on_training_start(self) -> None:
-        n = self.training_env.num_envs
-        self._train_acc, self._gt_acc = np.zeros(n), np.zeros(n)
+        self._acc = np.zeros(self.training_env.num_envs)
 
     def _on_step(self) -> bool:
-        rewards, dones, infos = self.locals["rewards"], self.locals["dones"], self.locals["infos"]
-        self._train_acc += rewards
-        self._gt_acc += [info.get(self.gt_key, r) for info, r in zip(infos, rewards)]
-        for i in np.flatnonzero(dones):
-            self.train_returns.append(float(self._train_acc[i]))
-            self.gt_returns.append(float(self._gt_acc[i]))
-            self.successes.append(float(self.success_fn(infos[i])))
-            self._train_acc[i] = self._gt_acc[i] = 0.0
+        self._acc += self.locals["rewards"]
+        for i in np.flatnonzero(self.locals["dones"]):
+            self.train_returns.append(float(self._acc[i]))
+            self._acc[i] = 0.0
         return True
 
     def _on_rollout_end(self) -> None:
-        if self.gt_returns:
+        if self.train_returns:
             self.logger.record("train/episode_return_training_reward", float(np.mean(self.train_returns)))
-            self.logger.record("train/episode_return_ground_truth", float(np.mean(self.gt_returns)))
-            self.logger.record("train/success_rate", float(np.mean(self.successes)))
 
 
 class _ProgressBar(BaseCallback):
@@ -276,6 +271,7 @@ class _CurveAndCheckpoint(BaseCallback):
         self.trainer.at_boundary(self.model)
 
     def _on_step(self) -> bool:
+        progress.step = self.model.num_timesteps
         return True
 
 
@@ -296,7 +292,6 @@ class Trainer:
         make_eval_env: Callable[[int], VecEnv],
         seed: int,
         *,
-        gt_key: str = GT_REWARD_KEY,
         success_fn: SuccessFn | None = None,
         name: str = "",
     ):
@@ -304,7 +299,7 @@ class Trainer:
         self.cfg, self.seed, self.name = cfg, seed, name or Path(run_dir).name
         self.run = RunDir(run_dir, run_config)
         self.make_train_env, self.make_eval_env = make_train_env, make_eval_env
-        self.gt_key, self.success_fn = gt_key, success_fn or success_from_info_key()
+        self.success_fn = success_fn or success_from_info_key()
         self.curve: list[dict] = []
         self.next_eval = self.next_checkpoint = 0
         self._eval_env: VecEnv | None = None
@@ -333,11 +328,12 @@ class Trainer:
             self.curve = state["curve"]
             self.train_seconds = state.get("train_seconds", 0.0)
             self.next_eval = state["next_eval"]
-            self.next_checkpoint = model.num_timesteps + cfg.checkpoint_every
+            self.next_checkpoint = model.num_timesteps + cfg.save_freq
             logger.info("%s: resumed from checkpoint at step %d", self.name, model.num_timesteps)
+            progress.resume_step = model.num_timesteps
         else:
             model = algo(cfg.policy, env, seed=self.seed, device=cfg.device, tensorboard_log=tb, verbose=0, **cfg.algo_kwargs)
-            self.next_checkpoint = cfg.checkpoint_every
+            self.next_checkpoint = cfg.save_freq
         return model
 
     def at_boundary(self, model: BaseAlgorithm) -> None:
@@ -345,15 +341,15 @@ class Trainer:
         step = model.num_timesteps
         if step >= self.next_eval:
             self._evaluate_point(model)
-            self.next_eval = step + self.cfg.eval_every
+            self.next_eval = step + self.cfg.eval_freq
         if step >= self.next_checkpoint:
             self.save_checkpoint(model)
-            self.next_checkpoint = step + self.cfg.checkpoint_every
+            self.next_checkpoint = step + self.cfg.save_freq
 
     def _evaluate_point(self, model: BaseAlgorithm) -> None:
         if self._eval_env is None:
             self._eval_env = self.make_eval_env(self.seed + 10_000)
-        result = evaluate(model, self._eval_env, self.cfg.eval_episodes, self.success_fn, self.cfg.eval_deterministic)
+        result = evaluate(model, self._eval_env, self.cfg.n_eval_episodes, self.success_fn, self.cfg.deterministic)
         point = {"step": model.num_timesteps, "gt_return": result["gt_return_mean"], "success_rate": result["success_rate"]}
         self.curve.append(point)
         model.logger.record("eval/ground_truth_return", point["gt_return"])
@@ -369,6 +365,7 @@ class Trainer:
             state = {"num_timesteps": model.num_timesteps, "next_eval": self.next_eval, "curve": self.curve,
                      "train_seconds": self.train_seconds + self._elapsed()}
             (tmp / "state.json").write_text(json.dumps(state))
+        progress.resume_step = model.num_timesteps
 
     def _elapsed(self) -> float:
         return time.time() - self._t0 if hasattr(self, "_t0") else 0.0
@@ -381,7 +378,7 @@ class Trainer:
         model = self._build_or_resume()
         self._t0 = time.time()
         remaining = cfg.total_timesteps - model.num_timesteps
-        callbacks: list[BaseCallback] = [GroundTruthLogger(self.gt_key, self.success_fn), _CurveAndCheckpoint(self)]
+        callbacks: list[BaseCallback] = [TrainingRewardLogger(), _CurveAndCheckpoint(self)]
         if cfg.progress_bar:
             callbacks.append(_ProgressBar(cfg.total_timesteps, self.name))
         if remaining > 0:
@@ -392,7 +389,7 @@ class Trainer:
             model.logger.dump(model.num_timesteps)
         self.train_seconds += self._elapsed()
         final_env = self.make_eval_env(self.seed + 20_000)
-        result = evaluate(model, final_env, cfg.final_eval_episodes, self.success_fn, cfg.eval_deterministic)
+        result = evaluate(model, final_env, cfg.final_eval_episodes, self.success_fn, cfg.deterministic)
         result.update(
             name=self.name, seed=self.seed, algorithm=cfg.algorithm, num_timesteps=model.num_timesteps,
             train_seconds=round(self.train_seconds, 2),
@@ -403,7 +400,7 @@ class Trainer:
             write_json_atomic(tmp / "curve.json", self.curve)
             write_json_atomic(tmp / "eval.json", result)
 
-        self.run.run_stage("final", write_final)
+        self.run.stage("final", write_final)
         shutil.rmtree(self.checkpoint_dir, ignore_errors=True)  # the replay buffer can be large
         for env in (model.get_env(), self._eval_env, final_env):
             if env is not None:
@@ -443,43 +440,3 @@ def state_reward_epic(values_a: np.ndarray, values_b: np.ndarray, gamma: float =
         return lambda s, a, s2: values[s2.astype(int)]
 
     return epic_distance(lookup(values_a), lookup(values_b), idx, actions, next_idx, idx, actions, gamma=gamma)
-
-
-class LeaderScoring(RewardModel):
-    """The learner's reward model when scoring is sharded over processes: rank 0 calls it, all ranks score.
-
-    ``collective_score(frames) -> rewards`` must be called by every process with the same frames (e.g.
-    ``vlm_rewards.distributed.score_distributed``). On rank 0 each call broadcasts the uint8 frame batch,
-    then runs the collective; the other processes run :func:`serve_collective_scoring` until
-    :meth:`stop`. Needs an initialised ``torch.distributed`` process group (accelerate sets it up).
-    """
-
-    def __init__(self, collective_score: Callable[[torch.Tensor], torch.Tensor], name: str = "sharded_reward"):
-        self.collective_score, self.name = collective_score, name
-
-    def score(self, batch: Any) -> torch.Tensor:
-        frames = torch.as_tensor(np.ascontiguousarray(batch))
-        if frames.dtype != torch.uint8 or frames.ndim != 4:
-            raise ValueError(f"{self.name}: expected uint8 frames (N, H, W, C) or (N, C, H, W), got {frames.dtype} "
-                             f"{tuple(frames.shape)}")
-        torch.distributed.broadcast(torch.tensor(frames.shape, dtype=torch.int64), src=0)
-        torch.distributed.broadcast(frames, src=0)
-        return self.collective_score(frames)
-
-    def stop(self) -> None:
-        """Release the serving processes."""
-        torch.distributed.broadcast(torch.full((4,), -1, dtype=torch.int64), src=0)
-
-
-def serve_collective_scoring(collective_score: Callable[[torch.Tensor], torch.Tensor]) -> int:
-    """On ranks > 0: take part in every batch rank 0's :class:`LeaderScoring` scores; return the batch count."""
-    served = 0
-    while True:
-        header = torch.empty(4, dtype=torch.int64)
-        torch.distributed.broadcast(header, src=0)
-        if header[0] < 0:
-            return served
-        frames = torch.empty(tuple(header.tolist()), dtype=torch.uint8)
-        torch.distributed.broadcast(frames, src=0)
-        collective_score(frames)
-        served += 1

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from language_feedback.code_data import CodeFeedbackRecord, CodeProblem
-from language_feedback.code_feedback import ExecutionFeedback, HumanFeedback, feedback_from_execution
-from language_feedback.sandbox import SandboxLimits, run_programs
+from language_feedback.code_feedback import Draft, ExecutionFeedback, HumanFeedback, feedback_from_execution
+from language_feedback.sandbox import ExecResult, SandboxLimits, run_programs
 
 PROBLEM = CodeProblem(
     task_id="1", text="Add two numbers.", reference_code="def add(a, b):\n    return a + b\n", test_setup_code="",
@@ -74,10 +75,8 @@ def test_limits_and_crashes(results):
 
 def test_execution_feedback_batch(results):
     provider = ExecutionFeedback()
-    texts = provider([results["passed"], results["wrong_value"]], [PROBLEM, PROBLEM])
+    texts = provider([Draft(PROBLEM, "", results["passed"]), Draft(PROBLEM, "", results["wrong_value"])])
     assert texts[0].startswith("The program passes") and "returned 2" in texts[1]
-    with pytest.raises(ValueError, match="2 results but 1 problems"):
-        provider([results["passed"], results["passed"]], [PROBLEM])
 
 
 def record(task_id: str, program: str, feedback: str) -> CodeFeedbackRecord:
@@ -86,15 +85,19 @@ def record(task_id: str, program: str, feedback: str) -> CodeFeedbackRecord:
                               entry_point="f")
 
 
+def draft(task_id: str, program: str = "") -> Draft:
+    return Draft(dataclasses.replace(PROBLEM, task_id=task_id), program, ExecResult("failed", "", "", "", 0.0))
+
+
 def test_human_feedback_lookup_and_missing_items():
     human = HumanFeedback([record("1", "def f():\n    return 0\n", " Return one. "),
                            record("1", "def f():\n    return 2\n", "Return one, not two."),
                            record("2", "x", "")])
     assert "1" in human and 1 in human and "3" not in human
     assert human.feedback_for(1) == "Return one."
-    assert human.feedback_for("1", program="def f():\n    return 2\n") == "Return one, not two."
-    texts = human(["1", "3", "2"])  # unknown task and empty feedback: "" each, the batch goes on
-    assert texts == ["Return one.", "", ""] and human.missing == ["3", "2"]
+    texts = human([draft("1"), draft("1", "def f():\n    return 2\n"), draft("3"), draft("2")])
+    # the annotation written on that exact program wins; unknown task and empty feedback: "" each, the batch goes on
+    assert texts == ["Return one.", "Return one, not two.", "", ""] and human.missing == ["3", "2"]
 
 
 def test_human_feedback_from_file(tmp_path):
@@ -103,4 +106,4 @@ def test_human_feedback_from_file(tmp_path):
            "test": "def check(candidate):\n    assert candidate() == 1\n"}
     path = tmp_path / "fb.jsonl"
     path.write_text(json.dumps(row) + "\n")
-    assert HumanFeedback.from_file(path)(["9"]) == ["Return one."]
+    assert HumanFeedback.from_file(path)([draft("9")]) == ["Return one."]

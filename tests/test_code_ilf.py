@@ -9,10 +9,11 @@ import torch
 
 from language_feedback import code_ilf
 from language_feedback.code_data import load_mbpp
+from language_feedback.code_feedback import Draft
 from language_feedback.code_ilf import (
     CodeILF,
     CodeILFConfig,
-    check_config,
+    UnitTestSelector,
     parse_task_ids,
     pass_at_k_summary,
     refiner_examples,
@@ -20,8 +21,11 @@ from language_feedback.code_ilf import (
     select_passing,
 )
 from language_feedback.critic import CriticFeedback
-from language_feedback.prompts import code_critic_prompt
-from rlhf.artifacts import read_jsonl
+from language_feedback.prompts import code_critic_prompt, code_prompt
+from language_feedback.sandbox import ExecResult
+from language_feedback.selectors import SelectionItem, Selector
+from rlhf.artifacts import RunDirectoryMismatch, read_jsonl
+from rlhf.config import ConfigError
 from rlhf.training import TrainingSettings
 
 # Three small MBPP-format tasks of our own; short texts keep the tiny model's prompts well under its context.
@@ -62,20 +66,21 @@ def data(tmp_path):
 
 def test_parse_task_ids():
     assert parse_task_ids("11-13,20, 12") == [11, 12, 13, 20]
-    with pytest.raises(ValueError, match=r"test_tasks: cannot read '5-x'"):
+    with pytest.raises(ValueError, match=r"config key 'test_tasks': cannot read '5-x'"):
         parse_task_ids("1,5-x", "test_tasks")
     with pytest.raises(ValueError, match="cannot read '9-3'"):
         parse_task_ids("9-3")
 
 
-def test_check_config_names_the_field(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"mbpp_path: no file at .*pass --mbpp_path"):
-        check_config(CodeILFConfig(mbpp_path=str(tmp_path / "nope.jsonl")))
+def test_config_checks_name_the_field(tmp_path):
+    with pytest.raises(ConfigError, match=r"config key 'mbpp_path': no file at .*pass --mbpp_path"):
+        CodeILFConfig(mbpp_path=str(tmp_path / "nope.jsonl"), output_dir=str(tmp_path / "run"))
     mbpp = tmp_path / "m.jsonl"
     mbpp.write_text("")
-    with pytest.raises(ValueError, match=r"eval_k: \[10\] needs"):
-        check_config(CodeILFConfig(mbpp_path=str(mbpp), train_refiner=False, feedback_source="execution",
-                                   eval_samples=5, eval_k=[1, 10]))
+    with pytest.raises(ConfigError, match=r"config key 'eval_k': \[10\] needs"):
+        CodeILFConfig(mbpp_path=str(mbpp), train_refiner=False, feedback_source="execution",
+                      eval_samples=5, eval_k=[1, 10])
+    assert not (tmp_path / "run").exists()
 
 
 def test_pass_at_k_summary_uses_the_unbiased_estimator():
@@ -109,6 +114,15 @@ def test_unit_test_selection_keeps_passing_programs_and_bad_code_does_not_stop_t
     assert [(k["task_id"], k["completion"]) for k in kept] == [("1", "\n    return a + b\n"),
                                                               ("2", "\n    return n % 2 == 0\n")]
 
+    # The same selection through the Selector interface the summarization selectors share.
+    selector = UnitTestSelector([p1, p2], workers=2, progress=False)
+    assert isinstance(selector, Selector)
+    items = [SelectionItem(code_prompt(p.prompt), "", "", tuple(prog[len(p.prompt.rstrip()):] for prog in progs))
+             for p, progs in ((p1, programs[:2]), (p2, programs[2:]))]
+    assert selector.score(items) == [[1.0, 0.0], [0.0, 1.0]]
+    assert selector.select(items) == [0, 1]
+    assert selector.results[1][0].status == "failed" and "parse" in selector.results[1][0].message
+
 
 def test_refiner_examples_end_the_prompt_where_the_refinement_starts(data):
     from language_feedback.code_data import load_code_feedback
@@ -128,14 +142,13 @@ def test_critic_prompts_carry_program_and_test_result(tiny_lm_path):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_lm_path)
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm_path)
-    critic = CriticFeedback(model, tokenizer, max_new_tokens=6)
+    critic = CriticFeedback(model, tokenizer, max_new_tokens=6, progress=False)
     assert not critic.use_chat_template  # the tiny tokenizer has no chat template
     prompt = critic.prompt("def f():\n    return 1", "failed: assert f() == 2")
     assert prompt.startswith(code_critic_prompt("def f():\n    return 1", "failed: assert f() == 2"))
-    out = critic(["def f():\n    return 1", "def g(): pass"], ["failed: assert f() == 2", "failed: x"], progress=False)
+    failed = ExecResult("failed", "assert f() == 2", "", "", 0.0)
+    out = critic([Draft(None, "def f():\n    return 1", failed), Draft(None, "def g(): pass", failed)])
     assert len(out) == 2 and all(isinstance(t, str) for t in out)
-    with pytest.raises(ValueError, match="2 programs but 1"):
-        critic(["a", "b"], ["x"], progress=False)
     with pytest.raises(ValueError, match="no chat template"):
         CriticFeedback(model, tokenizer, use_chat_template=True)
 
@@ -143,9 +156,9 @@ def test_critic_prompts_carry_program_and_test_result(tiny_lm_path):
 def _tiny_config(tmp_path, tiny_lm_path, mbpp, feedback) -> CodeILFConfig:
     # High learning rate, many epochs: the tiny model memorises the two refinements, so the round
     # really fixes programs and the fine-tuned policy really passes tests the base model fails.
-    memorise = TrainingSettings(learning_rate=3e-3, epochs=30, batch_size=2, max_length=512, logging_steps=10, report_to=[])
+    memorise = TrainingSettings(learning_rate=3e-3, num_train_epochs=30, per_device_train_batch_size=2, max_length=512, logging_steps=10, report_to=[])
     return CodeILFConfig(
-        run_dir=str(tmp_path / "run"), mbpp_path=str(mbpp), code_feedback_path=str(feedback),
+        output_dir=str(tmp_path / "run"), mbpp_path=str(mbpp), code_feedback_path=str(feedback),
         refiner_train_tasks="1-2", policy_train_tasks="1-2,99", test_tasks="1-3", policy_model=tiny_lm_path,
         feedback_source="human", num_refinements=2, refine_temperature=0.0, eval_samples=2, eval_temperature=0.0,
         eval_k=[1, 2], max_new_tokens=12, generation_batch_size=8, sandbox_workers=2, refiner_sft=memorise,
@@ -219,19 +232,24 @@ def test_tiny_round_end_to_end_and_resume_after_a_failed_stage(tmp_path, tiny_lm
     CodeILF(config).run()
     assert calls == {"sft": 0, "generate": 0}
     config.num_refinements = 3
-    with pytest.raises(ValueError, match="num_refinements"):
+    with pytest.raises(RunDirectoryMismatch, match="num_refinements: 2 → 3"):
         CodeILF(config)
 
 
 @pytest.mark.parametrize("source", ["execution", "critic"])
-def test_feedback_on_sampled_drafts(tmp_path, tiny_lm_path, data, source):
+def test_feedback_on_sampled_drafts(tmp_path, tiny_lm_path, data, source, monkeypatch):
     mbpp, feedback, _ = data
     config = _tiny_config(tmp_path, tiny_lm_path, mbpp, feedback)
     config.feedback_source, config.train_refiner, config.num_drafts = source, False, 2
     config.draft_temperature, config.critic_max_new_tokens = 1.0, 8
     ilf = CodeILF(config)
-    ilf._stage("drafts", ilf.drafts)
-    ilf._stage("feedback", ilf.feedback)
+    ilf.run_dir.stage("drafts", ilf.drafts)
+
+    def no_rerun(*args, **kwargs):
+        raise AssertionError("the feedback stage ran programs again instead of reading the drafts' results")
+
+    monkeypatch.setattr(code_ilf, "run_tests", no_rerun)
+    ilf.run_dir.stage("feedback", ilf.feedback)
     drafts = read_jsonl(tmp_path / "run" / "drafts" / "drafts.jsonl")
     assert len(drafts) == 2 * 2  # tasks 1 and 2 (99 is missing), 2 samples each
     rows = read_jsonl(tmp_path / "run" / "feedback" / "feedback.jsonl")

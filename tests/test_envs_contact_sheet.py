@@ -28,11 +28,9 @@ def test_contact_sheet_script_writes_png_and_json(tmp_path: Path, monkeypatch: p
 
 
 def test_unknown_task_names_the_known_ones(tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO / "recipes/eval"))
-    try:
-        import contact_sheet
-    finally:
-        sys.path.pop(0)
+    from _recipes import load_recipe
+
+    contact_sheet = load_recipe("eval/contact_sheet.py")
     with pytest.raises(KeyError, match="humanoid-kneeling"):
         contact_sheet.main(["--output_dir", str(tmp_path), "--tasks", "humanoid-sitting"])
     assert not (tmp_path / "contact_sheet.png").exists()

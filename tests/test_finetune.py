@@ -48,7 +48,7 @@ def test_sft_learns_the_completion_and_saves_atomically(tiny_lm_path, tmp_path):
     examples = [EXAMPLES[0]]
     out = tmp_path / "model"
     metrics = sft(tiny_lm_path, examples, out,
-                  settings=TrainingSettings(learning_rate=3e-3, epochs=40, batch_size=1, logging_steps=5, seed=0,
+                  settings=TrainingSettings(learning_rate=3e-3, num_train_epochs=40, per_device_train_batch_size=1, logging_steps=5, seed=0,
                                             report_to=["tensorboard"]))
     assert metrics["n_examples"] == 1 and metrics["train_steps"] == 40
     meta = json.loads((out / "sft.json").read_text())
@@ -66,8 +66,8 @@ def test_sft_learns_the_completion_and_saves_atomically(tiny_lm_path, tmp_path):
 def test_sft_with_lora_saves_a_merged_plain_model(tiny_lm_path, tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "lora_model"
-    lora = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["c_attn"])
-    sft(tiny_lm_path, EXAMPLES, out, lora=lora, settings=TrainingSettings(learning_rate=1e-2, epochs=2, batch_size=2))
+    lora = LoraSettings(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["c_attn"])
+    sft(tiny_lm_path, EXAMPLES, out, lora=lora, settings=TrainingSettings(learning_rate=1e-2, num_train_epochs=2, per_device_train_batch_size=2))
     assert not (out / "adapter_config.json").exists()
     merged = AutoModelForCausalLM.from_pretrained(out)
     base = AutoModelForCausalLM.from_pretrained(tiny_lm_path)
@@ -95,7 +95,7 @@ from rlhf.training import TrainingSettings
 accelerator = Accelerator(cpu=True)
 path, out = sys.argv[1:3]
 examples = [{"prompt": f"p{i}", "completion": f" c{i}"} for i in range(4)]
-trainer = build_sft_trainer(path, examples, out + ".trainer", settings=TrainingSettings(batch_size=1))
+trainer = build_sft_trainer(path, examples, out + ".trainer", settings=TrainingSettings(per_device_train_batch_size=1))
 json.dump({"world_size": trainer.args.world_size, "batches": len(trainer.get_train_dataloader()),
            "accelerator_processes": accelerator.num_processes},
           open(f"{out}.{accelerator.process_index}.json", "w"))

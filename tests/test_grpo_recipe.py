@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import pytest
+from _recipes import load_recipe
 from transformers import AutoModelForCausalLM
 
+from rlhf.config import ConfigError
 from rlhf.preference import PreferenceRewardModel, train_reward_model
 from rlhf.reward import as_trl_reward_func
 from rlhf.training import TrainingSettings
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "recipes"))
-import grpo
+grpo = load_recipe("grpo.py")
 
 DEMO_DATA = REPO / "recipes" / "data" / "slf5k_demo"
 CONFIG = str(REPO / "recipes" / "configs" / "grpo_cpu.yaml")
@@ -28,7 +28,7 @@ def reward_model_dir(tiny_lm_path, tmp_path_factory):
     ]
     out = tmp_path_factory.mktemp("grpo_rm") / "rm"
     train_reward_model(tiny_lm_path, comparisons, out,
-                       settings=TrainingSettings(learning_rate=1e-3, epochs=1, batch_size=4, max_length=64))
+                       settings=TrainingSettings(learning_rate=1e-3, num_train_epochs=1, per_device_train_batch_size=4, max_length=64))
     return out
 
 
@@ -50,7 +50,7 @@ def test_grpo_recipe_runs_and_logs_the_reward_under_the_models_name(tiny_lm_path
     result = grpo.main([
         "--config", CONFIG, "--model", tiny_lm_path, "--reward_model", str(reward_model_dir),
         "--data", str(DEMO_DATA), "--limit", "4", "--output_dir", str(out),
-        "--grpo.max_steps", "2", "--grpo.batch_size", "2", "--grpo.num_generations", "2",
+        "--grpo.max_steps", "2", "--grpo.per_device_train_batch_size", "2", "--grpo.num_generations", "2",
         "--grpo.max_completion_length", "8", "--grpo.report_to", "[]",
     ])
     assert result["reward_key"] == "rewards/rm_rm/mean"
@@ -63,5 +63,5 @@ def test_grpo_recipe_runs_and_logs_the_reward_under_the_models_name(tiny_lm_path
 
 
 def test_grpo_recipe_without_a_reward_model_says_what_to_pass():
-    with pytest.raises(SystemExit, match="--reward_model"):
+    with pytest.raises(ConfigError, match="config key 'reward_model' \\(command line\\): pass a reward model directory"):
         grpo.main(["--config", CONFIG, "--reward_model", ""])

@@ -5,20 +5,19 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from _recipes import load_recipe
 from test_summarization_data import fixture_rows, write_fixture
 
+from language_feedback import sample_efficiency
 from rlhf.artifacts import read_jsonl
+from rlhf.config import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "recipes" / "eval"))
-import ilf_sample_efficiency as sweep
-
-METHODS = list(sweep.METHODS)
+sweep = load_recipe("eval/ilf_sample_efficiency.py")
+METHODS = list(sample_efficiency.METHODS)
 COUNTS = [2, 4]  # the fixture's train split has 5 samples with feedback
 
 
@@ -32,11 +31,13 @@ def config_file(tiny_lm_path, tmp_path) -> Path:
     cfg = {
         "data": str(data), "sample_counts": COUNTS, "methods": METHODS, "n_test": 3, "best_of": 2,
         "temperature": 1.0, "output_dir": str(tmp_path / "out"),
-        "reward": {"learning_rate": 1e-3, "epochs": 1.0, "batch_size": 4, "max_length": 256, "logging_steps": 1},
+        "reward": {"learning_rate": 1e-3, "num_train_epochs": 1.0, "per_device_train_batch_size": 4, "max_length": 256,
+                   "logging_steps": 1},
         "ilf": {
             "model": tiny_lm_path, "num_refinements": 2, "selector": "random", "max_new_tokens": 8,
             "temperature": 1.0, "generation_batch_size": 4,
-            "sft": {"learning_rate": 1e-3, "epochs": 1.0, "batch_size": 4, "max_length": 256, "logging_steps": 1},
+            "sft": {"learning_rate": 1e-3, "num_train_epochs": 1.0, "per_device_train_batch_size": 4, "max_length": 256,
+                    "logging_steps": 1},
         },
     }
     path = tmp_path / "sweep.yaml"
@@ -90,8 +91,8 @@ def test_sweep_points_files_nesting_and_resume(config_file, tmp_path, monkeypatc
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished stage was recomputed")
 
-    for name in ("sft", "generate", "run_ilf", "train_reward_model"):
-        monkeypatch.setattr(sweep, name, must_not_run)
+    for name in ("sft", "generate", "SummarizationILF", "train_reward_model"):
+        monkeypatch.setattr(sample_efficiency, name, must_not_run)
     assert sweep.main(["--config", str(config_file)]) == results
     assert stage_files(out) == before
     # Fewer counts and methods are the same run (not a config mismatch) and reuse its stages too.
@@ -103,13 +104,13 @@ def test_sweep_points_files_nesting_and_resume(config_file, tmp_path, monkeypatc
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        (["--sample_counts", "[2,6]"], r"sample_counts: \[6\] outside 1..5, the number of feedback samples in .*'train'"),
-        (["--sample_counts", "[0,2]"], r"sample_counts: \[0\] outside 1..5"),
-        (["--methods", "[ilf,rlhf]"], r"methods: unknown method\(s\) \['rlhf'\]; known: ilf, sft_human"),
-        (["--sample_counts", "[2,2]"], r"sample_counts \[2, 2\] / methods .*: an entry is repeated"),
+        (["--sample_counts", "[2,6]"], r"'sample_counts': \[6\] outside 1..5, the number of feedback samples in .*'train'"),
+        (["--sample_counts", "[0,2]"], r"'sample_counts': \[0\] outside 1..5"),
+        (["--methods", "[ilf,rlhf]"], r"'methods' \(command line\): unknown method\(s\) \['rlhf'\]; known: ilf, sft_"),
+        (["--sample_counts", "[2,2]"], r"'sample_counts' \(command line\): \[2, 2\]: an entry is repeated"),
     ],
 )
 def test_bad_sweep_fails_before_any_work(config_file, tmp_path, override, message):
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(ConfigError, match=message):
         sweep.main(["--config", str(config_file), *override])
     assert not (tmp_path / "out").exists()

@@ -47,7 +47,7 @@ def synthetic_comparisons(seed: int, n: int) -> list[dict[str, str]]:
 
 TRAIN = synthetic_comparisons(0, 48)
 HELD_OUT = synthetic_comparisons(1000, 32)
-SETTINGS = TrainingSettings(learning_rate=3e-3, epochs=4, batch_size=8, max_length=128, logging_steps=100)
+SETTINGS = TrainingSettings(learning_rate=3e-3, num_train_epochs=4, per_device_train_batch_size=8, max_length=128, logging_steps=100)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_training_raises_held_out_accuracy_and_saves_a_loadable_model(trained_rm
 
 def test_lora_training_saves_the_score_head(tiny_lm_path, tmp_path):
     out = tmp_path / "rm_lora"
-    lora = LoraSettings(r=8, alpha=16, dropout=0.0)
+    lora = LoraSettings(r=8, lora_alpha=16, lora_dropout=0.0)
     metrics = train_reward_model(tiny_lm_path, TRAIN, out, eval_comparisons=HELD_OUT, lora=lora, settings=SETTINGS)
     assert (out / "adapter_config.json").exists()
     with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
@@ -100,7 +100,7 @@ class StopAtStep(TrainerCallback):
 
 def test_interrupted_training_leaves_no_model_and_resumes_from_its_checkpoint(tiny_lm_path, tmp_path, caplog):
     out = tmp_path / "rm"
-    settings = TrainingSettings(learning_rate=3e-3, epochs=2, batch_size=8, max_length=128, save_steps=4)
+    settings = TrainingSettings(learning_rate=3e-3, num_train_epochs=2, per_device_train_batch_size=8, max_length=128, save_steps=4)
     with pytest.raises(KeyboardInterrupt):
         train_reward_model(tiny_lm_path, TRAIN, out, settings=settings, callbacks=[StopAtStep(5)])
     assert not out.exists()  # nothing half-written
@@ -177,7 +177,7 @@ from rlhf.training import TrainingSettings
 path, out = sys.argv[1:3]
 state = PartialState(cpu=True)
 comparisons = [{"prompt": f"p{i}", "chosen": " good", "rejected": " bad"} for i in range(8)]
-metrics = train_reward_model(path, comparisons, out + "/rm", settings=TrainingSettings(batch_size=2, max_length=32))
+metrics = train_reward_model(path, comparisons, out + "/rm", settings=TrainingSettings(per_device_train_batch_size=2, max_length=32))
 json.dump({"world_size": state.num_processes, "steps": metrics["train_steps"]},
           open(f"{out}/rank{state.process_index}.json", "w"))
 state.destroy_process_group()  # else gloo's threads can abort the process at exit

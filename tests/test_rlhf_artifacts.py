@@ -28,14 +28,14 @@ def test_run_dir_skips_finished_stages_and_reruns_interrupted_ones(tmp_path):
         raise KeyboardInterrupt
 
     run = RunDir(tmp_path / "run", {"lr": 1})
-    run.run_stage("a", build_a)
+    run.stage("a", build_a)
     with pytest.raises(KeyboardInterrupt):
-        run.run_stage("b", crashing_b)
+        run.stage("b", crashing_b)
     assert not run.is_done("b") and not (tmp_path / "run" / "b").exists()
 
     run = RunDir(tmp_path / "run", {"lr": 1})  # a rerun
-    run.run_stage("a", build_a)
-    run.run_stage("b", lambda d: (calls.append("b2"), (d / "b.txt").write_text("B")))
+    run.stage("a", build_a)
+    run.stage("b", lambda d: (calls.append("b2"), (d / "b.txt").write_text("B")))
     assert calls == ["a", "b", "b2"]
     assert (run.stage_path("b") / "b.txt").read_text() == "B"
 
@@ -47,15 +47,18 @@ def test_run_dir_removes_what_a_killed_stage_left(tmp_path):
     (killed / "b" / "weights.bin").write_bytes(b"0" * 1000)
     for other in (".bb.x1y2.tmp", ".b.v2.x1y2.tmp"):  # other stages' ("bb", "b.v2"): not touched
         (tmp_path / "run" / other).mkdir()
-    run.run_stage("b", lambda d: (d / "b.txt").write_text("B"))
+    run.stage("b", lambda d: (d / "b.txt").write_text("B"))
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         ".b.v2.x1y2.tmp", ".bb.x1y2.tmp", "b", "run_config.json"]
 
 
-def test_run_dir_refuses_another_runs_directory(tmp_path):
-    RunDir(tmp_path, {"lr": 1, "model": "x"})
-    with pytest.raises(RunDirectoryMismatch, match="config differs in: lr"):
-        RunDir(tmp_path, {"lr": 2, "model": "x"})
+def test_run_dir_refuses_another_runs_directory_naming_every_changed_key_in_full(tmp_path):
+    RunDir(tmp_path, {"lr": 1, "model": "x", "ilf": {"temperature": 0.7, "seed": 0}})
+    with pytest.raises(RunDirectoryMismatch) as error:
+        RunDir(tmp_path, {"lr": 2, "model": "x", "ilf": {"temperature": 0.9, "seed": 0}, "new": True})
+    assert "ilf.temperature: 0.7 → 0.9" in str(error.value)
+    assert "lr: 1 → 2" in str(error.value) and "new: (absent) → true" in str(error.value)
+    assert "model" not in str(error.value) and "seed" not in str(error.value)
 
 
 def test_read_jsonl_names_file_and_line(tmp_path):

@@ -75,3 +75,57 @@ def test_help_lists_keys(capsys):
         load_config(RecipeConfig, ["--help"])
     out = capsys.readouterr().out
     assert "--optim.lr" in out and "--algo" in out
+
+
+@dataclass
+class Lora:
+    r: int = 16
+
+
+@dataclass
+class Checked:
+    """Cross-field checks live in the config; the loader adds where the key was set."""
+
+    low: int = 0
+    high: int = 10
+    lora: Lora | None = None
+    workers: int = field(default=2, metadata={"runtime": True})
+
+    def __post_init__(self):
+        if self.low > self.high:
+            raise ConfigError(f"must be <= high ({self.high}), got {self.low}", key="low")
+
+
+def test_cross_field_checks_name_file_line_and_key(tmp_path):
+    path = write(tmp_path, "high: 3\nlow: 5\n")
+    with pytest.raises(ConfigError, match=r"cfg.yaml line 2: config key 'low': must be <= high \(3\), got 5"):
+        load_config(Checked, ["--config", path])
+    with pytest.raises(ConfigError, match=r"config key 'low' \(command line\): must be <= high"):
+        load_config(Checked, ["--config", path, "--low", "7"])
+    with pytest.raises(ConfigError, match=r"config key 'low': must be <= high"):
+        Checked(low=11)  # built in Python: still the key
+
+
+def test_optional_section_can_be_switched_on_from_the_command_line(tmp_path):
+    assert load_config(Checked, []).lora is None
+    assert load_config(Checked, ["--lora.r", "8"]).lora == Lora(r=8)
+    path = write(tmp_path, "lora: null\n")
+    assert load_config(Checked, ["--config", path, "--lora.r", "4"]).lora == Lora(r=4)
+
+
+def test_an_option_is_never_taken_as_the_previous_options_value():
+    with pytest.raises(ConfigError, match="option --name needs a value"):
+        load_config(RecipeConfig, ["--name", "--out_dir", "x"])
+    assert load_config(RecipeConfig, ["--name=--odd", "--out_dir", "x"]).name == "--odd"
+
+
+def test_unknown_keys_suggest_the_closest_known_one(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'steps'"):
+        load_config(RecipeConfig, ["--config", write(tmp_path, "name: a\noptim:\n  stepz: 3\n")])
+
+
+def test_run_identity_leaves_out_runtime_fields():
+    from rlhf.config import run_identity
+
+    assert run_identity(Checked(workers=7)) == {"low": 0, "high": 10, "lora": None}
+    assert run_identity(Checked(lora=Lora(2))) == {"low": 0, "high": 10, "lora": {"r": 2}}

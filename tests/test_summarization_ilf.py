@@ -17,16 +17,17 @@ from safetensors.torch import load_file
 from test_summarization_data import fixture_rows, write_fixture
 
 from language_feedback.summarization_data import load_slf5k
-from language_feedback.summarization_ilf import ILFConfig, run_ilf
+from language_feedback.summarization_ilf import SummarizationILF, SummarizationILFSettings
 from rlhf.artifacts import read_jsonl
+from rlhf.config import ConfigError
 from rlhf.training import TrainingSettings
 
 
-def tiny_config(model: str, **overrides) -> ILFConfig:
-    cfg = ILFConfig(
+def tiny_config(model: str, **overrides) -> SummarizationILFSettings:
+    cfg = SummarizationILFSettings(
         model=model, rounds=2, samples_per_round=2, num_refinements=3, selector="random", max_new_tokens=12,
         temperature=1.0, generation_batch_size=4,
-        sft=TrainingSettings(learning_rate=1e-3, epochs=1.0, batch_size=2, max_length=512, logging_steps=1, report_to=[]),
+        sft=TrainingSettings(learning_rate=1e-3, num_train_epochs=1.0, per_device_train_batch_size=2, max_length=512, logging_steps=1, report_to=[]),
     )
     return dataclasses.replace(cfg, **overrides)
 
@@ -35,6 +36,10 @@ def data_file(tmp_path: Path) -> Path:
     rows = fixture_rows()
     rows[0]["post"] = "I waited for my partner all evening. " * 150  # far over the tiny model's 512 positions
     return write_fixture(tmp_path / "slf.jsonl", rows)
+
+
+def run_ilf(settings: SummarizationILFSettings, samples, output_dir):
+    return SummarizationILF(settings, samples, output_dir).run()
 
 
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -81,11 +86,13 @@ def test_no_feedback_ablation_and_bad_inputs(tiny_lm_path, tmp_path):
     cfg = tiny_config(tiny_lm_path, rounds=1, use_feedback=False, selector="embedding")
     with pytest.raises(ValueError, match="needs rounds × samples_per_round = 3 × 2 = 6 samples with feedback, but only 5"):
         run_ilf(dataclasses.replace(cfg, rounds=3), samples, tmp_path / "too_many")
-    with pytest.raises(ValueError, match="unknown selector 'bleu'; known selectors: embedding, human"):
-        run_ilf(dataclasses.replace(cfg, selector="bleu"), samples, tmp_path / "bad_selector")
-    with pytest.raises(ValueError, match="selector 'reward_model' needs `reward_model`"):
-        run_ilf(dataclasses.replace(cfg, selector="reward_model"), samples, tmp_path / "no_rm")
-    assert not (tmp_path / "no_rm").exists()  # nothing was generated
+    with pytest.raises(ConfigError, match="config key 'selector': unknown selector 'bleu'; known selectors: embedding, "):
+        dataclasses.replace(cfg, selector="bleu")
+    with pytest.raises(ConfigError, match="config key 'reward_model': selector 'reward_model' needs `reward_model`"):
+        dataclasses.replace(cfg, selector="reward_model")
+    with pytest.raises(ConfigError, match="config key 'num_refinements': must be >= 1, got 0"):
+        dataclasses.replace(cfg, num_refinements=0)
+    assert not (tmp_path / "too_many").exists()  # nothing was claimed or generated
     run_ilf(dataclasses.replace(cfg, selector="human"), samples, tmp_path / "ablation")
     refinements = read_jsonl(tmp_path / "ablation" / "round1" / "refinements" / "refinements.jsonl")
     assert all("Feedback" not in row["prompt"] and "Improved TL;DR:" in row["prompt"] for row in refinements)
@@ -95,18 +102,19 @@ def test_no_feedback_ablation_and_bad_inputs(tiny_lm_path, tmp_path):
 
 
 RESUME_SCRIPT = """
-import dataclasses, sys
-sys.path.insert(0, {tests!r})
-from test_summarization_ilf import tiny_config
 from language_feedback.summarization_data import load_slf5k
-from language_feedback.summarization_ilf import run_ilf
-run_ilf(tiny_config({model!r}, rounds=1), load_slf5k({data!r}), {run!r})
+from language_feedback.summarization_ilf import SummarizationILF, SummarizationILFSettings
+from rlhf.training import TrainingSettings
+settings = SummarizationILFSettings(**{settings!r})
+settings.sft = TrainingSettings(**settings.sft)
+SummarizationILF(settings, load_slf5k({data!r}), {run!r}).run()
 """
 
 
 def test_resume_after_kill(tiny_lm_path, tmp_path):
     data, run = data_file(tmp_path), tmp_path / "run"
-    script = RESUME_SCRIPT.format(tests=str(Path(__file__).parent), model=tiny_lm_path, data=str(data), run=str(run))
+    settings = dataclasses.asdict(tiny_config(tiny_lm_path, rounds=1))
+    script = RESUME_SCRIPT.format(settings=settings, data=str(data), run=str(run))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from rlhf.training import LoraSettings
 from vlm_rewards import CLIPReward, load_open_clip, small_conv_clip_config, tiny_vit_clip_config
 from vlm_rewards.finetune import (
     METRICS_FILE,
@@ -62,7 +63,7 @@ def test_finetuning_conv_tower_raises_heldout_retrieval_accuracy(tmp_path):
         small_conv_clip_config(image_size=32, embed_dim=32, vision_width=8, text_width=32, text_layers=1)
     )
     config = FinetuneConfig(
-        epochs=8, batch_size=32, lr=3e-3, eval_fraction=0.2, progress=False, tensorboard_dir=str(tmp_path / "tb")
+        num_train_epochs=8, per_device_train_batch_size=32, learning_rate=3e-3, eval_fraction=0.2, progress=False, tensorboard_dir=str(tmp_path / "tb")
     )
     result = finetune_clip(clip, frames, captions, config, output_dir=tmp_path / "ckpt")
     assert result.train_size == 96 and result.eval_size == 24 and result.eval_captions == 4
@@ -93,7 +94,8 @@ def test_lora_trains_adapters_only_and_merges(tmp_path):
     frames, captions = colored_squares(40)
     clip = load_open_clip(tiny_vit_clip_config())
     before = {k: v.clone() for k, v in clip.model.state_dict().items()}
-    config = FinetuneConfig(epochs=2, batch_size=16, lr=1e-2, lora=True, progress=False)
+    config = FinetuneConfig(num_train_epochs=2, per_device_train_batch_size=16, learning_rate=1e-2,
+                            lora=LoraSettings(r=8, lora_alpha=16, lora_dropout=0.0), progress=False)
     result = finetune_clip(clip, frames, captions, config, output_dir=tmp_path / "lora")
     after = result.clip.model.state_dict()
     assert set(after) == set(before)  # adapters merged away: a plain open_clip model again

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _recipes import load_recipe
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from language_feedback.prompts import summarize_prompt
 from language_feedback.summarization_data import FIELDS
+from rlhf.config import ConfigError
 from rlhf.preference import PairwiseLMJudge, compare, train_reward_model
 from rlhf.training import TrainingSettings
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "recipes" / "eval"))
-import win_rate as win_rate_eval
+win_rate_eval = load_recipe("eval/win_rate.py")
 
 CONFIG = str(REPO / "recipes" / "configs" / "win_rate_cpu.yaml")
 REFERENCE = "it is too long."
@@ -47,7 +47,7 @@ def judge_dir(tiny_lm_path, data_file, tmp_path_factory) -> Path:
                    for t, p in POSTS]
     out = tmp_path_factory.mktemp("judge") / "rm"
     train_reward_model(tiny_lm_path, comparisons * 2, out,
-                       settings=TrainingSettings(learning_rate=1e-3, epochs=2, batch_size=4, max_length=128))
+                       settings=TrainingSettings(learning_rate=1e-3, num_train_epochs=2, per_device_train_batch_size=4, max_length=128))
     return out
 
 
@@ -122,6 +122,6 @@ def test_bad_summaries_name_file_and_line(data_file, judge_dir, tmp_path):
     with pytest.raises(ValueError, match=rf"{bad}, line 1: expected an object with 'id' and a string 'summary'"):
         win_rate_eval.main(["--config", CONFIG, "--data", str(data_file), "--judge_model", str(judge_dir),
                             "--summaries", f"[{bad}]", "--output_dir", str(tmp_path / "out")])
-    with pytest.raises(SystemExit, match="--judge 'oracle'"):
+    with pytest.raises(ConfigError, match="config key 'judge' \\(command line\\): 'oracle': expected one of"):
         win_rate_eval.main(["--config", CONFIG, "--data", str(data_file), "--judge", "oracle", "--judge_model", "x",
                             "--summaries", f"[{bad}]"])

@@ -1,4 +1,4 @@
-"""Score one batch of frames across accelerate processes, one reward-model replica per process.
+"""Score frames across accelerate processes, one reward-model replica per process.
 
 Every process holds the same frames (e.g. loaded from disk or rendered from the same seeds). Each
 scores a contiguous shard (the first ``N mod world_size`` processes take one extra frame, as in
@@ -7,16 +7,23 @@ with all N rewards in the original order, equal to what one process would comput
 
 Launch with e.g. ``accelerate launch --multi_gpu --num_processes 2 script.py`` and, on CPU,
 ``ACCELERATE_USE_CPU=1`` (gloo); on GPUs build the reward model on ``PartialState().device``.
+
+For RL, where one learner (rank 0) asks for rewards step after step, :class:`LeaderScoring` is the
+learner's reward model and :func:`serve_collective_scoring` keeps the other processes scoring their
+shard of every batch until the learner stops.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import PartialState
 from accelerate.utils import gather
 
+from rlhf.reward import RewardModel
 from vlm_rewards.clip_models import frames_to_tensor
 from vlm_rewards.clip_reward import CLIPReward
 
@@ -65,3 +72,43 @@ def score_distributed(
         rewards = _gather_in_order(local_rewards, n, state)
         embeddings = _gather_in_order(local_emb, n, state) if return_embeddings else None
     return (rewards, embeddings) if return_embeddings else rewards
+
+
+class LeaderScoring(RewardModel):
+    """The learner's reward model when scoring is sharded over processes: rank 0 calls it, all ranks score.
+
+    ``collective_score(frames) -> rewards`` must be called by every process with the same frames (e.g.
+    ``vlm_rewards.distributed.score_distributed``). On rank 0 each call broadcasts the uint8 frame batch,
+    then runs the collective; the other processes run :func:`serve_collective_scoring` until
+    :meth:`stop`. Needs an initialised ``torch.distributed`` process group (accelerate sets it up).
+    """
+
+    def __init__(self, collective_score: Callable[[torch.Tensor], torch.Tensor], name: str = "sharded_reward"):
+        self.collective_score, self.name = collective_score, name
+
+    def score(self, batch: Any) -> torch.Tensor:
+        frames = torch.as_tensor(np.ascontiguousarray(batch))
+        if frames.dtype != torch.uint8 or frames.ndim != 4:
+            raise ValueError(f"{self.name}: expected uint8 frames (N, H, W, C) or (N, C, H, W), got {frames.dtype} "
+                             f"{tuple(frames.shape)}")
+        torch.distributed.broadcast(torch.tensor(frames.shape, dtype=torch.int64), src=0)
+        torch.distributed.broadcast(frames, src=0)
+        return self.collective_score(frames)
+
+    def stop(self) -> None:
+        """Release the serving processes."""
+        torch.distributed.broadcast(torch.full((4,), -1, dtype=torch.int64), src=0)
+
+
+def serve_collective_scoring(collective_score: Callable[[torch.Tensor], torch.Tensor]) -> int:
+    """On ranks > 0: take part in every batch rank 0's :class:`LeaderScoring` scores; return the batch count."""
+    served = 0
+    while True:
+        header = torch.empty(4, dtype=torch.int64)
+        torch.distributed.broadcast(header, src=0)
+        if header[0] < 0:
+            return served
+        frames = torch.empty(tuple(header.tolist()), dtype=torch.uint8)
+        torch.distributed.broadcast(frames, src=0)
+        collective_score(frames)
+        served += 1

@@ -23,11 +23,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from open_clip import get_model_preprocess_cfg
-from peft import LoraConfig, get_peft_model
+from peft import get_peft_model
 from torch.optim.swa_utils import update_bn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from rlhf.config import ConfigError, runtime_field
+from rlhf.training import LoraSettings
 from vlm_rewards.clip_models import FramePreprocessor, OpenClip, frames_to_tensor, save_open_clip
 
 logger = logging.getLogger(__name__)
@@ -42,23 +44,28 @@ DEFAULT_LORA_TARGETS = r".*(mlp\.c_fc|mlp\.c_proj|conv1|conv2|conv3)$"
 
 @dataclass
 class FinetuneConfig:
-    """Settings for :func:`finetune_clip`."""
+    """Settings for :func:`finetune_clip` (TRL/transformers argument names where one exists)."""
 
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3  # suits small randomly initialized models; use ~1e-5 for pretrained CLIP
+    num_train_epochs: int = 10
+    per_device_train_batch_size: int = 64
+    learning_rate: float = 1e-3  # suits small randomly initialized models; use ~1e-5 for pretrained CLIP
     weight_decay: float = 0.1
     eval_fraction: float = 0.2  # held-out share of the pairs, never trained on
     seed: int = 0
-    lora: bool = False
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_target_modules: str | list[str] = DEFAULT_LORA_TARGETS
+    lora: LoraSettings | None = None  # None: train every weight; target_modules default: DEFAULT_LORA_TARGETS
     max_logit_scale: float = 100.0  # as in CLIP training: clamp the learned temperature
-    eval_batch_size: int = 256
-    progress: bool = True
+    per_device_eval_batch_size: int = runtime_field(256)
+    progress: bool = runtime_field(True)
     tensorboard_dir: str | None = None  # write loss / accuracy scalars here (TensorBoard)
+
+    def __post_init__(self) -> None:
+        if self.per_device_train_batch_size < 2:
+            raise ConfigError(f"must be >= 2 for a contrastive loss, got {self.per_device_train_batch_size}",
+                              key="per_device_train_batch_size")
+        if not 0.0 < self.eval_fraction < 1.0:
+            raise ConfigError(f"must be in (0, 1), got {self.eval_fraction}", key="eval_fraction")
+        if self.num_train_epochs < 1:
+            raise ConfigError(f"must be >= 1, got {self.num_train_epochs}", key="num_train_epochs")
 
 
 @dataclass
@@ -162,28 +169,21 @@ def finetune_clip(
     """
     config = config or FinetuneConfig()
     frames, captions = _check_pairs(frames, captions)
-    if config.batch_size < 2:
-        raise ValueError(f"batch_size must be >= 2 for a contrastive loss, got {config.batch_size}")
     train_idx, eval_idx = split_pairs(frames.shape[0], config.eval_fraction, config.seed)
     eval_frames, eval_captions = frames[eval_idx], [captions[i] for i in eval_idx]
-    acc_before = retrieval_accuracy(clip, eval_frames, eval_captions, config.eval_batch_size)
+    acc_before = retrieval_accuracy(clip, eval_frames, eval_captions, config.per_device_eval_batch_size)
 
     torch.manual_seed(config.seed)
     model = clip.model
     device = next(model.parameters()).device
     peft_model = None
-    if config.lora:
-        lora_config = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=config.lora_target_modules,
-        )
-        peft_model = get_peft_model(model, lora_config)  # injects adapters into `model` in place
+    if config.lora is not None:
+        # injects adapters into `model` in place
+        peft_model = get_peft_model(model, config.lora.peft_config(default_targets=DEFAULT_LORA_TARGETS))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.epochs * steps_per_epoch))
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_idx) / config.per_device_train_batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, config.num_train_epochs * steps_per_epoch))
     preprocess = FramePreprocessor(get_model_preprocess_cfg(model), device)
     max_log_scale = math.log(config.max_logit_scale)
     generator = torch.Generator().manual_seed(config.seed)
@@ -195,14 +195,14 @@ def finetune_clip(
     step = 0
     losses: list[float] = []
     model.train()
-    if config.lora:
+    if config.lora is not None:
         for m in batch_norms:
             m.eval()  # adapters only: keep the base model's normalization statistics as they are
-    for epoch in tqdm(range(config.epochs), desc="finetune clip", disable=not config.progress):
+    for epoch in tqdm(range(config.num_train_epochs), desc="finetune clip", disable=not config.progress):
         order = train_idx[torch.randperm(len(train_idx), generator=generator)]
         epoch_loss = 0.0
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start : start + config.batch_size]
+        for start in range(0, len(order), config.per_device_train_batch_size):
+            idx = order[start : start + config.per_device_train_batch_size]
             if len(idx) < 2:
                 continue  # a single pair has nothing to contrast with
             batch_captions = [captions[i] for i in idx]
@@ -234,14 +234,14 @@ def finetune_clip(
         with torch.no_grad():
             update_bn(
                 (
-                    preprocess(frames[train_idx[i : i + config.batch_size]])
-                    for i in range(0, len(train_idx), config.batch_size)
+                    preprocess(frames[train_idx[i : i + config.per_device_train_batch_size]])
+                    for i in range(0, len(train_idx), config.per_device_train_batch_size)
                 ),
                 model,
             )
     model.eval()
     trained = OpenClip(model, clip.tokenizer, copy.deepcopy(clip.model_cfg))
-    acc_after = retrieval_accuracy(trained, eval_frames, eval_captions, config.eval_batch_size)
+    acc_after = retrieval_accuracy(trained, eval_frames, eval_captions, config.per_device_eval_batch_size)
     result = FinetuneResult(
         clip=trained,
         train_size=len(train_idx),

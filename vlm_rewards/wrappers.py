@@ -25,9 +25,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
-from rlhf.reward import RewardModel
+from rlhf.reward import ORIGINAL_REWARD_KEY, RewardModel
 
-ORIGINAL_REWARD_KEY = "original_reward"
 MODEL_REWARD_KEY = "model_reward"
 FRAME_KEY = "frame"  # set by RenderFrameInInfo; consumed (removed) by CLIPRewardVecEnvWrapper
 MODES = ("replace", "add")

@@ -1,0 +1,61 @@
+"""GRPO (TRL ``GRPOTrainer``) with any of the toolkit's reward models as the reward, resumable, saved atomically.
+
+Every reward model is exposed through :func:`rlhf.reward.as_trl_reward_func`, so TRL logs each one's mean
+and std as ``rewards/<name>/mean|std``. Checkpoints (``settings.save_steps``) go to ``output_dir`` and a
+rerun resumes from the last one; the final policy is written atomically to ``<output_dir>/final``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rlhf.artifacts import atomic_path, write_json_atomic
+from rlhf.models import resolve_model_path
+from rlhf.reward import RewardModel, as_trl_reward_func
+from rlhf.training import GRPOSettings, LoraSettings
+
+
+def train_grpo(
+    model: str,
+    prompts: Sequence[str] | Sequence[dict[str, Any]],
+    reward_models: Sequence[RewardModel],
+    output_dir: str | Path,
+    *,
+    settings: GRPOSettings,
+    lora: LoraSettings | None = None,
+    callbacks: list[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``model`` (path, hub id or embedded name) with GRPO on ``prompts``; return TRL's log history.
+
+    ``prompts`` are strings, or dataset rows with a ``"prompt"`` key and further columns that TRL passes to
+    the reward functions as keyword arguments. The log history is also written to ``log_history.json``.
+    """
+    from datasets import Dataset
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import GRPOConfig, GRPOTrainer
+
+    output_dir = Path(output_dir)
+    rows = [p if isinstance(p, dict) else {"prompt": p} for p in prompts]
+    if not rows:
+        raise ValueError("GRPO: no prompts")
+    trainer = GRPOTrainer(
+        model=resolve_model_path(model), reward_funcs=[as_trl_reward_func(rm) for rm in reward_models],
+        args=settings.trl_config(GRPOConfig, output_dir), train_dataset=Dataset.from_list(rows),
+        peft_config=lora.peft_config(task_type="CAUSAL_LM") if lora is not None else None, callbacks=callbacks,
+    )
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    if trainer.accelerator.is_main_process:
+        with atomic_path(output_dir / "final") as tmp:
+            trainer.save_model(str(tmp))
+        write_json_atomic(output_dir / "log_history.json", trainer.state.log_history)
+    trainer.accelerator.wait_for_everyone()
+    return json.loads(json.dumps(trainer.state.log_history))
+
+
+def logged(log_history: Sequence[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    """``(step, value)`` of every logging step that recorded ``key`` (e.g. ``rewards/<name>/mean``)."""
+    return [(entry["step"], entry[key]) for entry in log_history if key in entry]

@@ -35,7 +35,6 @@ class WinRateConfig:
     judge: str = "reward_model"  # reward_model | lm
     judge_model: str = ""  # reward-model directory (judge=reward_model) or causal LM name/path (judge=lm)
     batch_size: int = 8
-    n_boot: int = 2000
     seed: int = 0
     output_dir: str = "runs/win_rate"
 
@@ -112,7 +111,7 @@ def evaluate_win_rate(cfg: WinRateConfig) -> list[dict]:
         prompts = [summarize_prompt(posts[i].title, posts[i].post) for i in ids]
         references = [as_text(getattr(posts[i], cfg.reference_field)) for i in ids]
         outcomes = compare(judge, prompts, [as_text(summaries[i]) for i in ids], references)
-        estimate = win_rate(outcomes, n_boot=cfg.n_boot, seed=cfg.seed)
+        estimate = win_rate(outcomes)
         row = {"method": method, "n": len(ids), "win_rate": estimate.value, "low": estimate.low, "high": estimate.high,
                "wins": outcomes.count(1.0), "ties": outcomes.count(0.5), "losses": outcomes.count(0.0),
                "judge": judge_name}

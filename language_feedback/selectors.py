@@ -449,7 +449,7 @@ def _derangement(n: int, seed: int) -> list[int]:
             return perm
 
 
-def selector_diagnostics(selector: Selector, items: Sequence[SelectionItem], *, seed: int = 0, n_boot: int = 2000) -> dict:
+def selector_diagnostics(selector: Selector, items: Sequence[SelectionItem], *, seed: int = 0) -> dict:
     """Does ``selector`` use the feedback? Measured on inputs that have a human refinement.
 
     - ``true_rate``: fraction of inputs where it scores the human refinement above the initial output
@@ -459,7 +459,7 @@ def selector_diagnostics(selector: Selector, items: Sequence[SelectionItem], *, 
     - ``length_spearman``: Spearman correlation between its scores and output length (characters).
     - ``human_longer_rate``: how often the human refinement is the longer text (what a pure length
       preference would score).
-    Rates come with bootstrap 95% intervals (``rlhf.metrics.win_rate``).
+    Rates come with Wilson 95% intervals (``rlhf.metrics.win_rate``).
     """
     from scipy.stats import spearmanr
 
@@ -481,8 +481,8 @@ def selector_diagnostics(selector: Selector, items: Sequence[SelectionItem], *, 
 
     true_scores = selector.score(pairs([item.feedback for item in items]))
     shuffled_scores = selector.score(pairs([items[p].feedback for p in perm]))
-    true_rate = win_rate(outcomes(true_scores), n_boot=n_boot, seed=seed)
-    shuffled_rate = win_rate(outcomes(shuffled_scores), n_boot=n_boot, seed=seed)
+    true_rate = win_rate(outcomes(true_scores))
+    shuffled_rate = win_rate(outcomes(shuffled_scores))
     lengths = [len(t) for item in items for t in (item.initial, item.human_refinement)]
     flat_scores = [s for pair in true_scores for s in pair]
     rho = spearmanr(flat_scores, lengths).statistic if len(set(flat_scores)) > 1 else float("nan")

@@ -1,4 +1,9 @@
-"""Evaluation metrics: unbiased pass@k, win rate and IQM with bootstrap intervals, EPIC distance."""
+"""Evaluation metrics: unbiased pass@k, rates with Wilson intervals, IQM with bootstrap intervals, EPIC distance.
+
+Per-item binary outcomes (a win, a fact present) get Wilson score intervals (:func:`proportion_ci`): a
+percentile bootstrap of 0 wins out of 8 is [0, 0], which claims a certainty 8 items cannot give. The
+bootstrap stays for statistics of a few runs, such as the IQM over seeds.
+"""
 
 from __future__ import annotations
 
@@ -59,13 +64,48 @@ def outcomes_from_scores(scores_a: Sequence[float], scores_b: Sequence[float]) -
     return np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0))
 
 
-def win_rate(outcomes: Sequence[float], n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> Estimate:
-    """Win rate with a bootstrap confidence interval; outcomes are 1 (win), 0.5 (tie), 0 (loss)."""
+def proportion_ci(successes: float, n: int, confidence: float = 0.95) -> Estimate:
+    """A rate ``successes / n`` with its Wilson score interval (Wilson 1927).
+
+    ``successes`` may be fractional (a tie counts ½). Unlike the normal approximation or a percentile
+    bootstrap, the interval stays inside [0, 1] and is not empty at 0 or n successes.
+    """
+    if n < 1:
+        raise ValueError(f"proportion_ci: need n >= 1, got {n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"proportion_ci: need 0 <= successes <= n, got {successes} of {n}")
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    p = successes / n
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return Estimate(float(p), float(max(0.0, center - half)), float(min(1.0, center + half)))
+
+
+def rate(flags: Sequence[float], confidence: float = 0.95) -> Estimate:
+    """The share of true items in a non-empty sequence of 0/1 flags, with its Wilson interval."""
+    x = np.asarray(flags, float)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError("rate: flags must be a non-empty 1-D sequence")
+    if not np.isin(x, (0.0, 1.0)).all():
+        raise ValueError("rate: flags must be 0 or 1")
+    return proportion_ci(float(x.sum()), x.size, confidence)
+
+
+def win_rate(outcomes: Sequence[float], confidence: float = 0.95) -> Estimate:
+    """Win rate with its Wilson interval; outcomes are 1 (win), 0.5 (tie, counted as half a win), 0 (loss)."""
     x = np.asarray(outcomes, float)
     if x.ndim != 1 or x.size == 0:
         raise ValueError("win_rate: outcomes must be a non-empty 1-D sequence")
     if not np.isin(x, (0.0, 0.5, 1.0)).all():
         raise ValueError("win_rate: outcomes must be 1 (win), 0.5 (tie) or 0 (loss)")
+    return proportion_ci(float(x.sum()), x.size, confidence)
+
+
+def mean_ci(values: Sequence[float], n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> Estimate:
+    """The mean of per-item values (e.g. summary lengths) with a percentile bootstrap interval."""
+    x = np.asarray(values, float)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError("mean_ci: values must be a non-empty 1-D sequence")
     low, high = _bootstrap(x, np.mean, n_boot, confidence, seed)
     return Estimate(float(x.mean()), low, high)
 

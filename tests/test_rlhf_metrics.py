@@ -46,14 +46,27 @@ def test_pass_at_k_rejects_bad_counts():
 
 
 def test_win_rate_and_interval():
-    est = win_rate([1, 1, 1, 0, 0.5, 0, 1, 1], n_boot=2000, seed=1)
+    est = win_rate([1, 1, 1, 0, 0.5, 0, 1, 1])
     assert est.value == pytest.approx(5.5 / 8)
     assert est.low < est.value < est.high
     assert 0.0 <= est.low and est.high <= 1.0
-    assert win_rate([1, 1, 1]).low == 1.0  # degenerate sample: no spread
+    # Wilson intervals: 0 of 8 is not "certainly 0" (a percentile bootstrap says [0, 0]).
+    none = win_rate([0.0] * 8)
+    assert none.value == 0.0 and none.low == 0.0 and none.high == pytest.approx(0.3244, abs=1e-3)
+    assert win_rate([1, 1, 1]).low == pytest.approx(0.4385, abs=1e-3) and win_rate([1, 1, 1]).high == 1.0
     np.testing.assert_array_equal(outcomes_from_scores([3, 1, 2], [1, 1, 5]), [1, 0.5, 0])
     with pytest.raises(ValueError, match="outcomes"):
         win_rate([2, 0])
+
+
+def test_rate_and_proportion_ci_match_the_wilson_formula():
+    from rlhf.metrics import proportion_ci, rate
+
+    est = proportion_ci(7, 20)  # Wilson 95%: [0.1812, 0.5671]
+    assert est.value == 0.35 and est.low == pytest.approx(0.1812, abs=1e-3) and est.high == pytest.approx(0.5671, abs=1e-3)
+    assert rate([1, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0]) == est
+    with pytest.raises(ValueError, match="0 or 1"):
+        rate([0.5])
 
 
 def test_win_rate_interval_shrinks_with_more_data():

@@ -257,11 +257,11 @@ def test_diagnostics_separate_feedback_use_from_length(minilm):
     from language_feedback.selectors import selector_diagnostics
 
     by_length = RewardModelSelector(FunctionReward(lambda b: [float(len(x.completion)) for x in b], name="length"))
-    length = selector_diagnostics(by_length, DIAGNOSTIC_ITEMS, n_boot=200)
+    length = selector_diagnostics(by_length, DIAGNOSTIC_ITEMS)
     # A length preference ignores the feedback: the shuffled control does not move it, and it tracks length exactly.
     assert length["true_rate"] == length["shuffled_rate"] == length["human_longer_rate"] == 0.75
     assert length["length_spearman"] == pytest.approx(1.0)
-    embedding = selector_diagnostics(EmbeddingSimilaritySelector(minilm), DIAGNOSTIC_ITEMS, n_boot=200)
+    embedding = selector_diagnostics(EmbeddingSimilaritySelector(minilm), DIAGNOSTIC_ITEMS)
     assert embedding["true_rate"] == 1.0 and embedding["shuffled_rate"] < embedding["true_rate"]
     assert embedding["true_low"] <= embedding["true_rate"] <= embedding["true_high"] and embedding["n"] == 4
     with pytest.raises(ValueError, match="need a human refinement for every input"):

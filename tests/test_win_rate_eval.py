@@ -63,7 +63,7 @@ def test_reward_model_judge_win_rates_files_and_plot(data_file, judge_dir, tmp_p
     out = tmp_path / "out"
     rows = win_rate_eval.main([
         "--config", CONFIG, "--data", str(data_file), "--judge_model", str(judge_dir), "--output_dir", str(out),
-        "--summaries", f"[{dog},same={copy},{mixed}]", "--n_boot", "500",
+        "--summaries", f"[{dog},same={copy},{mixed}]",
     ])
     by_method = {r["method"]: r for r in rows}
     assert set(by_method) == {"dog", "same", "mixed"}
@@ -86,7 +86,7 @@ def test_lm_judge_runs_through_the_script(data_file, tiny_lm_path, tmp_path):
     copy = write_summaries(tmp_path / "copy.jsonl", [REFERENCE] * 6)
     rows = win_rate_eval.main([
         "--config", CONFIG, "--data", str(data_file), "--judge", "lm", "--judge_model", tiny_lm_path,
-        "--output_dir", str(tmp_path / "out"), "--summaries", f"[{dog},{copy}]", "--n_boot", "200",
+        "--output_dir", str(tmp_path / "out"), "--summaries", f"[{dog},{copy}]",
     ])
     assert 0.0 <= rows[0]["win_rate"] <= 1.0 and rows[0]["n"] == 6
     assert rows[1]["ties"] == 6  # the same text in both positions is a tie for the debiased judge

@@ -6,7 +6,8 @@
 A :class:`TrainPolicyConfig` names a task (``envs``), the reward the agent trains on (:class:`RewardConfig`:
 a CLIP reward on rendered frames, or the task's ground-truth reward) and the RL settings
 (:class:`rlhf.rl.RLConfig`). Each seed trains in ``<output_dir>/seed_<s>/`` with :class:`rlhf.rl.Trainer`
-(checkpoints, TensorBoard, learning curve, final evaluation on the ground truth); ``summary.json`` collects
+(checkpoints, TensorBoard, learning curve, final evaluation on the ground truth), then films one more evaluation
+episode with both rewards drawn under the frames (``video``, :mod:`vlm_rewards.video`); ``summary.json`` collects
 the seeds. Under ``accelerate launch`` the seeds are split over the processes, or (``shard_reward``) one
 learner trains every seed while every reward batch is scored by all processes.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -160,6 +161,17 @@ def test_recipe_films_episodes_whose_strip_values_are_the_models_and_the_tasks(r
     assert [has_success_badge(frame[256:]) for frame in frames] == [r["success"] == "1" for r in rows]
 
 
+def test_sampled_actions_are_reproducible_for_a_seed(runs, tmp_path):
+    def film(name: str, deterministic: str) -> list[dict]:
+        args = ["--run_dir", str(runs["vlm"]), "--seed", "1", "--deterministic", deterministic, "--name", name]
+        return read_csv(main([*args, "--output_dir", str(tmp_path)]).csv)
+
+    sampled = film("a", "false")
+    torch.rand(100)  # the caller's generator moves on; the video's actions must not
+    assert film("b", "false") == sampled
+    assert film("c", "true") != sampled  # the actions were sampled, not the greedy ones
+
+
 def test_ground_truth_run_has_no_model_reward(runs, tmp_path):
     video = main(["--run_dir", str(runs["ground_truth"]), "--output_dir", str(tmp_path), "--name", "gt"])
     assert video.episodes[0]["model_return"] is None
@@ -213,10 +225,10 @@ def test_strip_plots_each_reward_up_to_the_current_step_on_its_own_scale():
 def test_flagged_window_hook_films_the_policy_and_records_the_window(runs, tmp_path):
     cfg = load_training_config(runs["vlm"])
     policy = PPO.load(runs["vlm"] / "final" / "model.zip", device="cpu")  # as the monitor's callback holds it
-    state = torch.get_rng_state()
+    torch.rand(1), np.random.rand(), random.random()  # move on from the states PPO.load just seeded
+    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
     video = record_flagged_window(policy, cfg, (128, 192), tmp_path / "flagged", details={"proxy_slope": 0.1},
                                   seed=5)
-    assert torch.equal(torch.get_rng_state(), state)  # the training's random state is left alone
     out = tmp_path / "flagged" / "window_128-192"
     assert video.mp4 == out / "window.mp4" and read_mp4(video.mp4)[0].shape[0] == EPISODE_STEPS
     record = json.loads((out / "window.json").read_text())
@@ -224,6 +236,9 @@ def test_flagged_window_hook_films_the_policy_and_records_the_window(runs, tmp_p
     assert record["details"] == {"proxy_slope": 0.1} and record["episodes"] == video.episodes
     by_path = record_flagged_window(runs["vlm"] / "final" / "model.zip", cfg, (128, 192), tmp_path / "again", seed=5)
     assert read_csv(by_path.csv) == read_csv(video.csv)
+    # The training's random streams are left alone (loading a policy file reseeds all three inside SB3).
+    assert torch.equal(torch.get_rng_state(), states[0])
+    assert np.array_equal(np.random.get_state()[1], states[1]) and random.getstate() == states[2]
     with pytest.raises(ValueError, match=r"0 <= first <= last, got \(192, 128\)"):
         record_flagged_window(policy, cfg, (192, 128), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()

@@ -27,8 +27,10 @@ evaluation; :func:`record_flagged_window` is the hook for the proxy-versus-true 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import random
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -176,6 +178,23 @@ class PolicyVideo:
     episodes: list[dict]  # Rollout.episode_summaries()
 
 
+@contextlib.contextmanager
+def caller_random_state_kept() -> Iterator[None]:
+    """Restore Python's, numpy's and torch's global generators on exit.
+
+    Loading an SB3 policy reseeds all three with the seed it was saved with (``_setup_model`` calls
+    ``set_random_seed``), and building a reward model draws initial weights; a video made during training must
+    not change the training's random stream.
+    """
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 # -- loading and checking ------------------------------------------------------------------------------------
 
 
@@ -214,7 +233,8 @@ def load_policy(path: str | Path, train_cfg: TrainPolicyConfig) -> BaseAlgorithm
         raise FileNotFoundError(f"policy file {path} not found")
     algo = ALGORITHMS[train_cfg.rl.algorithm]
     try:
-        policy = algo.load(path, device="cpu")
+        with caller_random_state_kept():
+            policy = algo.load(path, device="cpu")
     except Exception as e:  # noqa: BLE001 - SB3 raises value, type, attribute, assertion errors for a foreign file
         raise PolicyVideoError(f"{path}: not a {algo.__name__} policy file (the run trained rl.algorithm "
                                f"{train_cfg.rl.algorithm!r}): {type(e).__name__}: {e}") from None
@@ -264,8 +284,8 @@ def rollout_policy(
     with the run's ``env_kwargs``. With a ``reward_model`` it renders at ``reward.render_size`` and each
     step's frame is scored in batches of ``reward.batch_size``, the reward the agent trained on; the video
     frame is the same state rendered at ``size`` by a second env (the same frame when the sizes agree).
-    Sampled actions (``deterministic=False``) come from torch's generator seeded with ``seed``, forked so
-    the caller's random state is left as it was.
+    Sampled actions (``deterministic=False``) come from torch's generator seeded with ``seed``; the caller's
+    random state is left as it was.
     """
     task = get_task(train_cfg.task)
     reward_size = train_cfg.reward.render_size if reward_model is not None else size
@@ -286,7 +306,7 @@ def rollout_policy(
             pending.clear()
 
     try:
-        with torch.random.fork_rng(devices=[]):
+        with caller_random_state_kept():
             torch.manual_seed(seed)
             for episode in range(episodes):
                 obs, _ = env.reset(seed=seed if episode == 0 else None)
@@ -524,7 +544,7 @@ def film_policy(
     if train_cfg.reward.source == "ground_truth":
         reward_model = None
     elif reward_model is None:
-        with torch.random.fork_rng(devices=[]):  # models initialise weights before loading theirs
+        with caller_random_state_kept():  # models initialise weights before loading theirs
             reward_model = build_reward_model(train_cfg.reward, get_task(train_cfg.task))
     deterministic = train_cfg.rl.deterministic if deterministic is None else deterministic
     rollout = rollout_policy(policy, train_cfg, reward_model, episodes=episodes, seed=seed,

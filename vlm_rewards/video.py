@@ -564,7 +564,7 @@ def record_policy_video(config: PolicyVideoConfig, reward_model: RewardModel | N
     policy_file = Path(config.policy_file) if config.policy_file else Path(config.run_dir) / config.checkpoint / "model.zip"
     if not policy_file.is_file():
         hint = {
-            "final": "has the training finished? (checkpoint: checkpoint films a run still training)",
+            "final": "has the training finished? (checkpoint 'checkpoint' films a run that is still training)",
             "checkpoint": "checkpoint/ exists only while a run trains (final/ replaces it)",
         }[config.checkpoint]
         raise FileNotFoundError(f"policy file {policy_file} not found" + ("" if config.policy_file else f": {hint}"))

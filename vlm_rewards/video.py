@@ -507,7 +507,8 @@ def write_rollout_video(
         for frame in composed_frames(rollout, width, range(len(rollout))):
             writer.append_data(frame)
             frame_shape = frame.shape[:2]
-    gif_frames = np.stack(list(composed_frames(rollout, gif_size, range(0, len(rollout), gif_stride))))
+    last = len(rollout) - 1  # the GIF ends on the last step, as the MP4 does
+    gif_frames = np.stack(list(composed_frames(rollout, gif_size, range(last % gif_stride, last + 1, gif_stride))))
     with atomic_path(gif) as tmp:
         write_gif(tmp, gif_frames, round(1000 * gif_stride / rollout.fps))
     write_csv_atomic(csv, rollout.rows())

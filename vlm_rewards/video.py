@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import random
 import re
 import tempfile
@@ -47,6 +48,8 @@ from rlhf.config import ConfigError, config_from_dict
 from rlhf.reward import RewardModel
 from rlhf.rl import ALGORITHMS
 from vlm_rewards.robotics import TrainPolicyConfig, build_reward_model, get_task, ground_truth_env_fn
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINTS = ("final", "checkpoint")
 #: Episodes of a final-evaluation video are reset with ``seed + FINAL_VIDEO_SEED_OFFSET`` (the learning curve
@@ -545,6 +548,9 @@ def film_policy(
     if train_cfg.reward.source == "ground_truth":
         reward_model = None
     elif reward_model is None:
+        if train_cfg.reward.model_config is not None:
+            logger.warning("reward.model_config builds a CLIP with random weights: the model reward in this video "
+                           "comes from new random weights, not from the model the agent was trained on")
         with caller_random_state_kept():  # models initialise weights before loading theirs
             reward_model = build_reward_model(train_cfg.reward, get_task(train_cfg.task))
     deterministic = train_cfg.rl.deterministic if deterministic is None else deterministic

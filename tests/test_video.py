@@ -294,3 +294,15 @@ def test_config_errors_name_the_key(args, key):
     with pytest.raises(ConfigError):
         PolicyVideoConfig(**{"run_dir": "x", key: {"checkpoint": "best", "size": 200, "episodes": 0,
                                                    "name": "a/b", "run_dir": ""}[key]})
+
+
+def test_training_without_the_video_encoder_fails_before_it_trains(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "imageio_ffmpeg" else
+                        find_spec(name, *a))  # as on a machine without imageio-ffmpeg
+    cfg = TrainPolicyConfig(output_dir=str(tmp_path / "run"), reward=RewardConfig(source="ground_truth"))
+    with pytest.raises(ImportError, match=r"pip install 'imageio\[ffmpeg\]' \(training: or set video: false\)"):
+        PolicyTraining(cfg).run()
+    assert not (tmp_path / "run").exists()

@@ -205,6 +205,10 @@ class PolicyTraining:
     def run(self) -> dict | None:
         """Train, then on the main process write and return ``summary.json`` (None on the other processes)."""
         cfg = self.config
+        if cfg.video:
+            from vlm_rewards.video import check_video_encoder
+
+            check_video_encoder()  # before training, not after it
         torch.set_num_threads(cfg.torch_threads)
         rank, world = self._world
         if cfg.shard_reward and world > 1:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import logging
 import random
@@ -196,6 +197,13 @@ def caller_random_state_kept() -> Iterator[None]:
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
+
+
+def check_video_encoder() -> None:
+    """Raise ``ImportError`` naming the package if imageio's ffmpeg plugin (``imageio-ffmpeg``) is missing."""
+    if importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise ImportError("policy videos need imageio's ffmpeg plugin: pip install 'imageio[ffmpeg]' "
+                          "(training: or set video: false)")
 
 
 # -- loading and checking ------------------------------------------------------------------------------------
@@ -544,6 +552,7 @@ def film_policy(
     ``deterministic`` None acts as the run evaluated (``rl.deterministic``). The output directory is checked
     before the rollout (:class:`PolicyVideoError`); a policy from a file is checked by :func:`load_policy`.
     """
+    check_video_encoder()
     check_writable(Path(output_dir))
     if train_cfg.reward.source == "ground_truth":
         reward_model = None

@@ -291,6 +291,19 @@ def load_config(cls: type[T], argv: Sequence[str] | None = None, *, default_conf
     return _build(cls, values, "", _Source(source, lines, command_line))
 
 
+def config_from_dict(cls: type[T], values: dict, source: str = "") -> T:
+    """Build ``cls`` from a plain dict (e.g. a run's saved config) with the checks of :func:`load_config`.
+
+    ``source`` (the file the dict came from) starts every error message, which names the key at fault.
+    """
+    try:
+        return _build(cls, values, "", _Source())
+    except ConfigError as e:
+        if not source:
+            raise
+        raise type(e)(f"{source}: {e}") from None
+
+
 def config_to_dict(config: Any) -> dict:
     """A plain dict (for logging, run-directory checks and saving)."""
     return json_safe(dataclasses.asdict(config))

@@ -129,3 +129,14 @@ def test_run_identity_leaves_out_runtime_fields():
 
     assert run_identity(Checked(workers=7)) == {"low": 0, "high": 10, "lora": None}
     assert run_identity(Checked(lora=Lora(2))) == {"low": 0, "high": 10, "lora": {"r": 2}}
+
+
+def test_config_from_dict_checks_like_the_loader_and_names_the_source():
+    from rlhf.config import config_from_dict, run_identity
+
+    saved = run_identity(RecipeConfig(name="demo", optim=Optim(lr=1e-4)))
+    assert config_from_dict(RecipeConfig, saved) == RecipeConfig(name="demo", optim=Optim(lr=1e-4))
+    with pytest.raises(ConfigError, match=r"run_config.json: config key 'optim.stepz' is unknown for Optim"):
+        config_from_dict(RecipeConfig, {"name": "a", "optim": {"stepz": 3}}, source="run_config.json")
+    with pytest.raises(ConfigError, match=r"run_config.json: config key 'low': must be <= high"):
+        config_from_dict(Checked, {"low": 5, "high": 3}, source="run_config.json")

@@ -6,7 +6,8 @@
 A :class:`TrainPolicyConfig` names a task (``envs``), the reward the agent trains on (:class:`RewardConfig`:
 a CLIP reward on rendered frames, or the task's ground-truth reward) and the RL settings
 (:class:`rlhf.rl.RLConfig`). Each seed trains in ``<output_dir>/seed_<s>/`` with :class:`rlhf.rl.Trainer`
-(checkpoints, TensorBoard, learning curve, final evaluation on the ground truth); ``summary.json`` collects
+(checkpoints, TensorBoard, learning curve, final evaluation on the ground truth), then films one more evaluation
+episode with both rewards drawn under the frames (``video``, :mod:`vlm_rewards.video`); ``summary.json`` collects
 the seeds. Under ``accelerate launch`` the seeds are split over the processes, or (``shard_reward``) one
 learner trains every seed while every reward batch is scored by all processes.
 
@@ -75,6 +76,9 @@ class TrainPolicyConfig:
     #: seed on rank 0 and shards each reward batch over all N processes (one reward-model replica each).
     shard_reward: bool = False
     torch_threads: int = runtime_field(1)  # per process; torch with 2 threads on 2 shared cores ran slower than 1
+    #: After each seed's final evaluation, film one more evaluation episode with both rewards drawn beside the
+    #: frames: ``seed_<s>/video/final.{mp4,gif,csv}`` and TensorBoard's ``eval/video`` (vlm_rewards.video).
+    video: bool = runtime_field(True)
 
     def __post_init__(self) -> None:
         get_task(self.task)
@@ -201,13 +205,19 @@ class PolicyTraining:
     def run(self) -> dict | None:
         """Train, then on the main process write and return ``summary.json`` (None on the other processes)."""
         cfg = self.config
+        if cfg.video:
+            from vlm_rewards.video import check_video_encoder
+
+            check_video_encoder()  # before training, not after it
         torch.set_num_threads(cfg.torch_threads)
         rank, world = self._world
         if cfg.shard_reward and world > 1:
             self._train_with_sharded_reward()
         else:
-            for trainer in make_trainers(cfg, cfg.seeds[rank::world]):
-                self._train(trainer)
+            task = get_task(cfg.task)
+            reward_model = build_reward_model(cfg.reward, task) if cfg.reward.source == "vlm" else None
+            for trainer in make_trainers(cfg, cfg.seeds[rank::world], reward_model):
+                self._train(trainer, reward_model)
         if self.state is not None:
             self.state.wait_for_everyone()
         if rank != 0:
@@ -226,18 +236,22 @@ class PolicyTraining:
             leader = LeaderScoring(collective, name=replica.name)
             try:
                 for trainer in make_trainers(self.config, reward_model=leader):
-                    self._train(trainer)
+                    self._train(trainer, replica)  # the video is scored on this process alone
             finally:
                 leader.stop()
         else:
             served = serve_collective_scoring(collective)
             logger.info("process %d scored its shard of %d reward batches", self.state.process_index, served)
 
-    @staticmethod
-    def _train(trainer: Trainer) -> None:
+    def _train(self, trainer: Trainer, reward_model: RewardModel | None) -> None:
         result = trainer.train()
         logger.info("%s: ground-truth return %.1f, success rate %.2f", trainer.name, result["gt_return_mean"],
                     result["success_rate"])
+        if self.config.video:
+            from vlm_rewards.video import record_final_video  # vlm_rewards.video builds on this module
+
+            video = record_final_video(trainer.run, trainer.seed, reward_model, self.config.rl.tensorboard)
+            logger.info("%s: video of a final-evaluation episode in %s", trainer.name, video)
 
     def summarize(self, results: list[dict]) -> dict:
         """Every seed's final evaluation plus the mean over seeds, written to ``<output_dir>/summary.json``."""

@@ -200,6 +200,29 @@ class RunDir:
     def is_done(self, stage: str) -> bool:
         return self.stage_path(stage).is_dir()
 
+    def import_stage(self, stage: str, source: RunDir) -> Path:
+        """Take ``source``'s finished ``stage`` as this run's own (hard links; a copy across file systems).
+
+        For experiments that compare methods on identical inputs: a run whose stage would compute exactly
+        what another run's finished stage holds (same model, data, prompts, seeds) reuses it instead of
+        computing it again. The caller vouches for that identity; a stage already here is kept.
+        """
+        final = self.stage_path(stage)
+        if self.is_main and not final.is_dir():
+            if not source.is_done(stage):
+                raise FileNotFoundError(f"{source.stage_path(stage)}: stage {stage!r} of {source.path} is not finished")
+
+            def link_or_copy(src: str, dst: str) -> None:
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copy2(src, dst)
+
+            with atomic_path(final) as tmp:
+                shutil.copytree(source.stage_path(stage), tmp, copy_function=link_or_copy)
+        self.wait()
+        return final
+
     def stage(self, stage: str, build: Callable[[Path], Any]) -> Path:
         """Run ``build(out_dir)`` unless ``stage`` is finished; return the stage directory.
 

@@ -1,0 +1,445 @@
+"""The text quickstart: does language feedback teach a small model what a reader wants? Measured against a ground truth.
+
+The feedback world (:mod:`language_feedback.feedback_world`) writes posts whose ideal summary states how much
+the main thing cost and how it ended, an oracle that says so in words, and a scorer that knows a good
+summary. Per seed, on ``feedback_samples`` training posts (the same posts and the same number of feedback
+samples for every method), the model's own greedy summaries get the oracle's feedback, and:
+
+- ``ilf_embedding``: ILF (:class:`~language_feedback.summarization_ilf.SummarizationILF`): refinements with the
+  feedback, the embedding selector, fine-tuning on the selected refinements;
+- ``ilf_ground_truth``: the same refinements, the one with the best ground-truth score selected (the upper
+  bound of what selection can give);
+- ``no_feedback``: refinements asked for without the feedback (the paper's ablation), embedding selector;
+- ``shuffled_feedback``: refinements with another post's feedback (the control);
+- ``sft_initial``: fine-tuning on the model's own initial summaries;
+- ``best_of_n``: a Bradley–Terry reward model trained on the feedback-derived comparisons of the ILF run
+  (selected refinement ≻ initial summary) picks the best of ``best_of`` samples of the base model;
+- ``base``: the model as it is.
+
+Each method's greedy summaries of the seed's share of the test posts are scored; the report pools the seeds
+(``test_posts`` in all) and gives each rate a 95% Wilson interval. Methods share what is identical between
+them (the base model's summaries, the ILF run's data and refinements) through ``RunDir.import_stage``.
+Every stage is resumable; seeds train in parallel worker processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from language_feedback.feedback_world import Oracle, Post, generate_world, score, to_slf5k_row
+from language_feedback.prompts import summarize_prompt, summary_completion
+from language_feedback.selectors import SelectionItem, Selector
+from language_feedback.summarization_data import validate_row
+from language_feedback.summarization_ilf import STOP_STRINGS, SummarizationILF, SummarizationILFSettings
+from rlhf.artifacts import RunDir, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from rlhf.config import ConfigError, run_identity, runtime_field
+from rlhf.metrics import Estimate, mean_ci, rate
+from rlhf.targets import Target
+from rlhf.training import TrainingSettings
+
+METHODS = ("ilf_embedding", "ilf_ground_truth", "no_feedback", "shuffled_feedback", "sft_initial", "best_of_n")
+METRICS = ("good", "recall", "hallucination", "copying", "format_violation", "n_words")
+RATE_METRICS = ("good", "hallucination", "copying", "format_violation")
+
+
+@dataclass
+class WorldSettings:
+    n_posts: int = 1000  # the first test_posts are test posts, the rest the training pool
+    seed: int = 0
+    test_posts: int = 210  # split evenly between the seeds
+    feedback_points: int = 2  # the oracle names at most this many problems per summary
+    vague_fraction: float = 0.0  # share of feedback replaced by vague remarks
+    misleading_fraction: float = 0.0  # share of feedback replaced by misleading remarks
+
+
+@dataclass
+class TextTargets:
+    """The quickstart's bars; each is printed with PASS/FAIL."""
+
+    max_base_good_rate: float = 0.5  # the world must not be easy: the base model's good-summary rate, at most
+    max_hallucination_increase: float = 0.05  # ILF's hallucination rate minus the base model's, at most
+    minutes: float = 20.0  # wall time of the whole quickstart, at most
+
+
+@dataclass
+class TextQuickstartConfig:
+    output_dir: str = "runs/quickstart_text"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    feedback_samples: int = 32  # training posts with feedback, per seed and method
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    world: WorldSettings = field(default_factory=WorldSettings)
+    #: ILF settings for every ILF-style method (model, refinements, sampling, embedder, fine-tuning, LoRA);
+    #: ``rounds`` and ``samples_per_round`` are set from ``feedback_samples``.
+    ilf: SummarizationILFSettings = field(default_factory=SummarizationILFSettings)
+    best_of: int = 4
+    reward: TrainingSettings = field(
+        default_factory=lambda: TrainingSettings(learning_rate=1e-4, num_train_epochs=2.0, per_device_train_batch_size=8,
+                                                 max_length=512))
+    keep_models: bool = False  # False: a method's fine-tuned weights are deleted once its summaries are scored
+    workers: int = runtime_field(2)  # seeds in parallel, one torch thread each (0: in this process)
+    torch_threads: int = runtime_field(2)  # for the main process's generation
+    targets: TextTargets = field(default_factory=TextTargets)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise ConfigError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}", key="methods")
+        if "best_of_n" in self.methods and "ilf_embedding" not in self.methods:
+            raise ConfigError("best_of_n trains its reward model on the comparisons of the ilf_embedding run; "
+                              "add ilf_embedding", key="methods")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"need distinct seeds, got {self.seeds}", key="seeds")
+        if self.feedback_samples < 2:
+            raise ConfigError(f"must be >= 2 (the shuffled control needs two posts), got {self.feedback_samples}",
+                              key="feedback_samples")
+        if self.world.test_posts < len(self.seeds):
+            raise ConfigError(f"{self.world.test_posts} test posts cannot be split between {len(self.seeds)} seeds",
+                              key="world.test_posts")
+        needed = self.world.test_posts + len(self.seeds) * self.feedback_samples
+        if self.world.n_posts < needed:
+            raise ConfigError(f"{self.world.n_posts} posts; need test_posts + seeds × feedback_samples = {needed}",
+                              key="world.n_posts")
+        if self.best_of < 2:
+            raise ConfigError(f"must be >= 2, got {self.best_of}", key="best_of")
+
+
+class GroundTruthSelector(Selector):
+    """Scores each candidate summary by the world's ground truth (:func:`feedback_world.score`'s value)."""
+
+    name = "ground_truth"
+
+    def __init__(self, posts: Sequence[Post]):
+        self.by_context = {summarize_prompt(p.title, p.text): p for p in posts}
+
+    def score(self, items: Sequence[SelectionItem]) -> list[list[float]]:
+        missing = [i for i, item in enumerate(items) if item.context not in self.by_context]
+        if missing:
+            raise ValueError(f"ground-truth selector: items {missing[:5]} are not posts of this world")
+        return [[score(self.by_context[item.context], c).value for c in item.candidates] for item in items]
+
+
+def summarize_posts(model_path: str, posts: Sequence[Post], settings: SummarizationILFSettings, *, n: int = 1,
+                    seed: int = 0) -> list[list[str]]:
+    """Greedy summaries (``n`` = 1) or ``n`` sampled ones per post, as the ILF runs generate them."""
+    from language_feedback.generation import generate
+    from rlhf.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm(model_path)
+    outputs = generate(
+        model, tokenizer, [summarize_prompt(p.title, p.text) for p in posts], num_return_sequences=n,
+        max_new_tokens=settings.max_new_tokens, temperature=0.0 if n == 1 else settings.temperature,
+        top_p=settings.top_p, batch_size=settings.generation_batch_size, seed=seed, stop_strings=list(STOP_STRINGS),
+    )
+    return [[o.strip() for o in outs] for outs in outputs]
+
+
+def scored_rows(posts: Sequence[Post], summaries: Sequence[str]) -> list[dict]:
+    return [{"id": p.id, "summary": s, **score(p, s).to_json()} for p, s in zip(posts, summaries)]
+
+
+def derangement(n: int, rng: random.Random) -> list[int]:
+    """A permutation without fixed points: every post gets another post's feedback."""
+    while True:
+        perm = list(range(n))
+        rng.shuffle(perm)
+        if all(i != p for i, p in enumerate(perm)):
+            return perm
+
+
+class SeedRun:
+    """One seed of the comparison in ``<output_dir>/seed<s>/``: every method trained and scored."""
+
+    def __init__(self, config: TextQuickstartConfig, seed: int, train: Sequence[Post], test: Sequence[Post],
+                 base_summaries: dict[str, str], output_dir: str | Path):
+        self.config, self.seed, self.train, self.test = config, seed, list(train), list(test)
+        self.base_summaries = base_summaries
+        self.settings = dataclasses.replace(config.ilf, rounds=1, samples_per_round=len(self.train), seed=seed)
+        self.run_dir = RunDir(output_dir, {"seed": seed, "train": [p.id for p in self.train],
+                                           "test": [p.id for p in self.test]})
+
+    # -- data -------------------------------------------------------------------------------------
+
+    def data(self, out: Path) -> None:
+        """SLF5K rows: the base model's summary of each training post and the oracle's feedback on it, and
+        the same rows with the feedback shuffled across posts (the control)."""
+        w = self.config.world
+        oracle = Oracle(seed=self.seed, max_points=w.feedback_points, vague_fraction=w.vague_fraction,
+                        misleading_fraction=w.misleading_fraction)
+        rows = [to_slf5k_row(p, self.base_summaries[p.id], oracle(p, self.base_summaries[p.id])) for p in self.train]
+        perm = derangement(len(rows), random.Random(self.seed))
+        shuffled = [{**row, "feedback": rows[j]["feedback"]} for row, j in zip(rows, perm)]
+        write_jsonl_atomic(out / "feedback.jsonl", rows)
+        write_jsonl_atomic(out / "shuffled_feedback.jsonl", shuffled)
+
+    def samples(self, name: str) -> list:
+        path = self.run_dir.stage_path("data") / f"{name}.jsonl"
+        return [validate_row(row, f"{path}, row {i}") for i, row in enumerate(read_jsonl(path), 1)]
+
+    # -- methods ----------------------------------------------------------------------------------
+
+    def ilf(self, method: str) -> SummarizationILF:
+        """The ILF run of an ILF-style method, its shared stages imported from the ilf_embedding run."""
+        settings, selector, samples = self.settings, None, "feedback"
+        if method == "no_feedback":
+            settings = dataclasses.replace(settings, use_feedback=False)
+        if method == "shuffled_feedback":
+            samples = "shuffled_feedback"
+        if method == "ilf_ground_truth":
+            selector = GroundTruthSelector(self.train)
+        run = SummarizationILF(settings, self.samples(samples), self.run_dir.stage_path(method), selector=selector)
+        if method != "ilf_embedding":
+            source = self.ilf("ilf_embedding").run_dir
+            shared = {"ilf_ground_truth": ("data", "round1/initial", "round1/refinements"),
+                      "no_feedback": ("data", "round1/initial"), "shuffled_feedback": ("round1/initial",)}[method]
+            for stage in shared:  # identical model, posts, prompts and seeds: computed once
+                run.run_dir.import_stage(stage, source)
+        return run
+
+    def model(self, method: str) -> str:
+        """The fine-tuned model of a method (trained here unless done)."""
+        if method == "sft_initial":
+            return str(self.run_dir.stage("sft_initial", self._sft_initial) / "model")
+        return str(self.ilf(method).run().final_model)
+
+    def _sft_initial(self, out: Path) -> None:
+        from language_feedback.finetune import sft
+
+        examples = [{"prompt": summarize_prompt(p.title, p.text), "completion": summary_completion(
+            self.base_summaries[p.id])} for p in self.train if self.base_summaries[p.id].strip()]
+        sft(self.settings.model, examples, out / "model", lora=self.settings.lora,
+            trainer_dir=self.run_dir.path / "sft_initial.trainer", settings=self.settings.sft)
+
+    def _reward_model(self, out: Path) -> None:
+        from rlhf.preference import train_reward_model
+
+        comparisons = read_jsonl(self.ilf("ilf_embedding").run().comparisons[0])
+        if not comparisons:
+            raise RuntimeError(f"seed {self.seed}: the ILF run selected no refinement different from the initial "
+                               "summary, so there are no comparisons to train the best-of-N reward model on")
+        train_reward_model(self.settings.model, comparisons, out / "rm", settings=self.config.reward,
+                           trainer_dir=self.run_dir.path / "reward_model.trainer")
+
+    def summaries(self, method: str) -> list[str]:
+        """The method's summaries of this seed's test posts."""
+        if method == "best_of_n":
+            from rlhf.best_of_n import best_of_n
+            from rlhf.preference import PreferenceRewardModel
+
+            rm = PreferenceRewardModel(self.run_dir.stage("reward_model", self._reward_model) / "rm")
+            samples = summarize_posts(self.settings.model, self.test, self.settings, n=self.config.best_of,
+                                      seed=self.seed)
+            prompts = [summarize_prompt(p.title, p.text) for p in self.test]
+            picks = best_of_n(prompts, [[summary_completion(c) for c in cands] for cands in samples], rm)
+            return [p.best.strip() for p in picks]
+        return [s[0] for s in summarize_posts(self.model(method), self.test, self.settings)]
+
+    def evaluate(self, method: str, out: Path) -> None:
+        write_jsonl_atomic(out / "scores.jsonl", scored_rows(self.test, self.summaries(method)))
+        if not self.config.keep_models and method != "ilf_embedding":  # ilf_embedding's model feeds the drift report
+            for stale in (self.run_dir.stage_path(method) / "round1" / "model",
+                          self.run_dir.stage_path("sft_initial") / "model"):
+                if method in str(stale) and stale.is_dir():
+                    shutil.rmtree(stale)
+
+    def run(self) -> dict[str, Path]:
+        """Train and score every method; return the path of each method's scores."""
+        self.run_dir.stage("data", self.data)
+        methods = sorted(self.config.methods, key=lambda m: m != "ilf_embedding")  # the shared run first
+        return {m: self.run_dir.stage(f"eval/{m}", lambda out, m=m: self.evaluate(m, out)) / "scores.jsonl"
+                for m in methods}
+
+
+def _run_seed(config: TextQuickstartConfig, seed: int, train: list[dict], test: list[dict], base: dict[str, str],
+              output_dir: str) -> dict[str, str]:
+    """Worker: one seed (resuming what is done); paths of its score files."""
+    import torch
+
+    torch.set_num_threads(1)
+    started = time.time()
+    paths = SeedRun(config, seed, [Post.from_json(p) for p in train], [Post.from_json(p) for p in test], base,
+                    output_dir).run()
+    print(f"  seed {seed}: all methods trained and scored ({time.time() - started:.0f} s)", flush=True)
+    return {m: str(p) for m, p in paths.items()}
+
+
+class TextQuickstart:
+    """The quickstart experiment (see the module docstring); :meth:`run` returns the summary."""
+
+    def __init__(self, config: TextQuickstartConfig):
+        self.config = config
+        self.started = time.time()
+        self.fresh = not Path(config.output_dir).exists()
+        self.run_dir = RunDir(config.output_dir, run_identity(config))
+
+    # -- stages -----------------------------------------------------------------------------------
+
+    def world(self, out: Path) -> None:
+        w = self.config.world
+        write_jsonl_atomic(out / "posts.jsonl", [p.to_json() for p in generate_world(w.n_posts, w.seed)])
+
+    def posts(self) -> list[Post]:
+        return [Post.from_json(row) for row in read_jsonl(self.run_dir.stage_path("world") / "posts.jsonl")]
+
+    def splits(self) -> tuple[list[Post], dict[int, list[Post]], dict[int, list[Post]]]:
+        """Test posts, and per seed its training posts and its share of the test posts."""
+        cfg = self.config
+        posts = self.posts()
+        test, pool = posts[: cfg.world.test_posts], posts[cfg.world.test_posts :]
+        per_seed = len(test) // len(cfg.seeds)
+        train = {s: pool[i * cfg.feedback_samples : (i + 1) * cfg.feedback_samples] for i, s in enumerate(cfg.seeds)}
+        tests = {s: test[i * per_seed : (i + 1) * per_seed] for i, s in enumerate(cfg.seeds)}
+        return test, train, tests
+
+    def base(self, out: Path) -> None:
+        """The base model's greedy summaries of every test post and every training post, scored."""
+        test, train, _ = self.splits()
+        posts = test + [p for s in self.config.seeds for p in train[s]]
+        summaries = summarize_posts(self.config.ilf.model, posts, self.config.ilf)
+        write_jsonl_atomic(out / "summaries.jsonl", scored_rows(posts, [s[0] for s in summaries]))
+
+    # -- driver -----------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        import torch
+
+        cfg = self.config
+        torch.set_num_threads(cfg.torch_threads)
+        print(f"[1/3] the world: {cfg.world.n_posts} posts (seed {cfg.world.seed}); the base model summarizes "
+              f"{cfg.world.test_posts} test and {len(cfg.seeds) * cfg.feedback_samples} training posts", flush=True)
+        self.run_dir.stage("world", self.world)
+        self.run_dir.stage("base", self.base)
+        base = {row["id"]: row["summary"] for row in read_jsonl(self.run_dir.stage_path("base") / "summaries.jsonl")}
+        _, train, tests = self.splits()
+        print(f"[2/3] {len(cfg.seeds)} seeds × {len(cfg.methods)} methods on {cfg.feedback_samples} feedback samples "
+              f"each ({cfg.workers} workers)", flush=True)
+        jobs = [(cfg, s, [p.to_json() for p in train[s]], [p.to_json() for p in tests[s]], base,
+                 str(self.run_dir.path / f"seed{s}")) for s in cfg.seeds]
+        if cfg.workers:
+            with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
+                results = list(pool.map(_run_seed, *zip(*jobs)))
+        else:
+            results = [_run_seed(*job) for job in jobs]
+        print("[3/3] report", flush=True)
+        return self.report({s: r for s, r in zip(cfg.seeds, results)})
+
+    def report(self, score_files: dict[int, dict[str, str]]) -> dict:
+        """Pool the seeds per method; print the table and the targets; write summary.json, results.csv, a PNG."""
+        cfg, _t = self.config, self.config.targets
+        test_ids = {p.id for posts in self.splits()[2].values() for p in posts}
+        rows = {"base": [r for r in read_jsonl(self.run_dir.stage_path("base") / "summaries.jsonl")
+                         if r["id"] in test_ids]}
+        for method in cfg.methods:
+            rows[method] = [r for s in cfg.seeds for r in read_jsonl(score_files[s][method])]
+        stats = {method: method_statistics(r) for method, r in rows.items()}
+        targets = self.targets(stats)
+        table = format_table(cfg, stats, targets, time.time() - self.started, self.fresh)
+        out = Path(cfg.output_dir)
+        write_json_atomic(out / "summary.json", {
+            "config": run_identity(cfg), "n_test": len(rows["base"]),
+            "methods": {m: {k: dataclasses.asdict(v) for k, v in s.items()} for m, s in stats.items()},
+            "targets": [target.to_json() for target in targets], "fresh_run": self.fresh,
+            "wall_seconds": time.time() - self.started,
+        })
+        write_text_atomic(out / "results.csv", results_csv(stats))
+        write_text_atomic(out / "table.txt", table + "\n")
+        plot_methods(stats, out / "methods.png")
+        print("\n" + table)
+        return json.loads((out / "summary.json").read_text())
+
+    def targets(self, stats: dict[str, dict[str, Estimate]]) -> list[Target]:
+        t = self.config.targets
+        good = {m: s["good"] for m, s in stats.items()}
+        out = [Target("the world is not easy: base model's good-summary rate", good["base"].value, "<",
+                      t.max_base_good_rate)]
+        if "ilf_embedding" in good:
+            ilf = good["ilf_embedding"]
+            for other in ("base", "no_feedback", "sft_initial"):
+                if other in good:
+                    out.append(Target(f"ILF good-summary rate above {other}'s, 95% intervals apart (ILF low − "
+                                      f"{other} high)", ilf.low - good[other].high, ">", 0.0))
+            hallucination = stats["ilf_embedding"]["hallucination"].value - stats["base"]["hallucination"].value
+            out.append(Target("ILF hallucination rate minus the base model's", hallucination, "<=",
+                              t.max_hallucination_increase))
+        if {"shuffled_feedback", "no_feedback"} <= set(good):
+            out.append(Target("shuffled feedback no better than no feedback (shuffled low − no-feedback high)",
+                              good["shuffled_feedback"].low - good["no_feedback"].high, "<=", 0.0))
+        if self.fresh:
+            out.append(Target("wall time of this invocation (minutes)", (time.time() - self.started) / 60, "<=",
+                              t.minutes))
+        return out
+
+
+def method_statistics(rows: Sequence[dict]) -> dict[str, Estimate]:
+    """Each metric of one method over its scored summaries: rates with Wilson intervals, means bootstrapped."""
+    flags = {
+        "good": [r["good"] for r in rows],
+        "hallucination": [bool(r["unsupported"]) for r in rows],
+        "copying": [r["copies"] for r in rows],
+        "format_violation": [bool(r["format_violations"]) for r in rows],
+    }
+    out = {k: rate([float(x) for x in v]) for k, v in flags.items()}
+    out["recall"] = mean_ci([r["recall"] for r in rows])
+    out["n_words"] = mean_ci([r["n_words"] for r in rows])
+    return {k: out[k] for k in METRICS}
+
+
+def _cell(e: Estimate, digits: int = 2) -> str:
+    return f"{e.value:.{digits}f} [{e.low:.{digits}f}, {e.high:.{digits}f}]"
+
+
+def format_table(cfg: TextQuickstartConfig, stats: dict[str, dict[str, Estimate]], targets: Sequence[Target],
+                 wall_seconds: float, fresh: bool) -> str:
+    n = len(cfg.seeds)
+    lines = [
+        (f"Text quickstart: {cfg.ilf.model}, {cfg.feedback_samples} feedback samples x {n} seeds {cfg.seeds}, "
+        f"{cfg.world.test_posts} test posts (95% intervals)"),
+        "",
+        f"{'method':<19}" + "".join(f"{m:>22}" for m in METRICS),
+    ]
+    for method, s in stats.items():
+        lines.append(f"{method:<19}" + "".join(f"{_cell(s[m], 1 if m == 'n_words' else 2):>22}" for m in METRICS))
+    lines += ["", "Targets:", *(target.line() for target in targets)]
+    if not fresh:
+        lines.append("  n/a   wall time: stages were reused from an earlier run (use a new output_dir to time it)")
+    lines.append(f"  wall {wall_seconds:.0f} s in this invocation; {os.cpu_count()} CPUs")
+    return "\n".join(lines)
+
+
+def results_csv(stats: dict[str, dict[str, Estimate]]) -> str:
+    lines = ["method,metric,value,low,high"]
+    for method, s in stats.items():
+        lines += [f"{method},{m},{e.value:.6g},{e.low:.6g},{e.high:.6g}" for m, e in s.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_methods(stats: dict[str, dict[str, Estimate]], path: Path) -> None:
+    """One panel per rate metric: each method's rate with its 95% interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rlhf.curves import save_figure
+
+    methods = list(stats)
+    fig, axes = plt.subplots(1, len(RATE_METRICS) + 1, figsize=(4 * (len(RATE_METRICS) + 1), 4))
+    for ax, metric in zip(axes, ("recall", *RATE_METRICS)):
+        values = [stats[m][metric] for m in methods]
+        ax.bar(range(len(methods)), [v.value for v in values],
+               yerr=[[v.value - v.low for v in values], [v.high - v.value for v in values]], capsize=3,
+               color=["grey" if m == "base" else "tab:blue" for m in methods])
+        ax.set_xticks(range(len(methods)), methods, rotation=60, ha="right", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(metric.replace("_", " ") + (" (mean)" if metric == "recall" else " rate"), fontsize=9)
+    fig.suptitle("Text quickstart: each method on the test posts (95% intervals)")
+    save_figure(fig, path)

@@ -1,0 +1,96 @@
+"""The text quickstart end to end on the tiny GPT-2 with tiny sizes: every method trains, scores and resumes."""
+
+from __future__ import annotations
+
+import pytest
+from _recipes import load_recipe
+
+from language_feedback import text_quickstart
+from language_feedback.feedback_world import generate_world
+from language_feedback.selectors import SelectionItem
+from language_feedback.text_quickstart import METHODS, GroundTruthSelector
+from rlhf.artifacts import read_jsonl
+from rlhf.config import ConfigError
+
+recipe = load_recipe("quickstart_text.py")
+
+
+def tiny_args(model: str, out) -> list[str]:
+    return [
+        "--output_dir", str(out), "--seeds", "[0, 1]", "--feedback_samples", "3", "--workers", "0",
+        "--torch_threads", "1", "--world.n_posts", "12", "--world.test_posts", "4", "--best_of", "2",
+        "--ilf.model", model, "--ilf.num_refinements", "2", "--ilf.max_new_tokens", "8", "--ilf.temperature", "1.0",
+        "--ilf.generation_batch_size", "4", "--ilf.selector", "random",
+        "--ilf.sft", ("{learning_rate: 1.0e-3, num_train_epochs: 1, per_device_train_batch_size: 4, max_length: 256, "
+        "logging_steps: 1}"),
+        "--reward", ("{learning_rate: 1.0e-3, num_train_epochs: 1, per_device_train_batch_size: 4, max_length: 256, "
+        "logging_steps: 1}"),
+    ]
+
+
+def test_quickstart_end_to_end_tiny_and_resume(tiny_lm_path, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "qs"
+    summary = recipe.main(tiny_args(tiny_lm_path, out))
+    assert set(summary["methods"]) == {"base", *METHODS}
+    assert summary["n_test"] == 4  # 2 test posts per seed, both seeds
+    for method, stats in summary["methods"].items():
+        assert set(stats) == set(text_quickstart.METRICS), method
+        for metric, e in stats.items():
+            assert e["low"] <= e["value"] <= e["high"], (method, metric)
+    table = (out / "table.txt").read_text()
+    assert "ilf_ground_truth" in table and "Targets:" in table
+    # A tiny random model learns nothing: no target that needs learning may pass.
+    ilf_vs_base = next(t for t in summary["targets"] if t["name"].startswith("ILF good-summary rate above base"))
+    assert ilf_vs_base["pass"] is False
+    assert (out / "methods.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The shared stages are the same files, not recomputed: ILF with the ground-truth selector reuses the
+    # embedding run's refinements, and the other runs its initial summaries.
+    seed0 = out / "seed0"
+    refinements = "round1/refinements/refinements.jsonl"
+    assert (seed0 / "ilf_ground_truth" / refinements).stat().st_ino == (seed0 / "ilf_embedding" / refinements).stat().st_ino
+    assert read_jsonl(seed0 / "no_feedback" / refinements) != read_jsonl(seed0 / "ilf_embedding" / refinements)
+    shuffled = read_jsonl(seed0 / "data" / "shuffled_feedback.jsonl")
+    true = read_jsonl(seed0 / "data" / "feedback.jsonl")
+    # the control: the same feedback texts, each given to another post
+    assert [r["id"] for r in shuffled] == [r["id"] for r in true]
+    assert sorted(r["feedback"] for r in shuffled) == sorted(r["feedback"] for r in true)
+    assert [r["feedback"] for r in shuffled] != [r["feedback"] for r in true]
+    # The ground-truth selector picked, for each post, a candidate with the best ground-truth value.
+    selected = read_jsonl(seed0 / "ilf_ground_truth" / "round1/selection/selected.jsonl")
+    assert all(max(r["scores"]) == r["scores"][r["candidates"].index(r["selected"])] for r in selected)
+    assert not (seed0 / "sft_initial" / "model").exists()  # weights dropped once scored (keep_models: false)
+
+    # A rerun trains and generates nothing.
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished stage was recomputed")
+
+    monkeypatch.setattr(text_quickstart, "summarize_posts", must_not_run)
+    again = recipe.main(tiny_args(tiny_lm_path, out))
+    assert again["methods"] == summary["methods"]
+
+
+def test_ground_truth_selector_ranks_by_the_scorer():
+    post = generate_world(1, seed=3)[0]
+    selector = GroundTruthSelector([post])
+    item = SelectionItem(text_quickstart.summarize_prompt(post.title, post.text), "x", "fb",
+                         ("It broke.", post.reference, post.text))
+    scores = selector.score([item])[0]
+    assert scores.index(max(scores)) == 1  # the reference summary, not the copied post
+    with pytest.raises(ValueError, match="not posts of this world"):
+        selector.score([SelectionItem("another prompt", "x", "fb", ("a",))])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--methods", "[ilf_embedding, rlhf]"], r"'methods' \(command line\): unknown method\(s\) \['rlhf'\]"),
+        (["--methods", "[best_of_n]"], "best_of_n trains its reward model on the comparisons of the ilf_embedding"),
+        (["--world.n_posts", "20"], r"'world.n_posts' \(command line\): 20 posts; need test_posts"),
+        (["--feedback_samples", "1"], "'feedback_samples' .*must be >= 2"),
+    ],
+)
+def test_bad_config_fails_with_the_key_before_anything_runs(tmp_path, args, message):
+    with pytest.raises(ConfigError, match=message):
+        recipe.main(["--output_dir", str(tmp_path / "qs"), *args])
+    assert not (tmp_path / "qs").exists()

@@ -334,7 +334,7 @@ class TextQuickstart:
 
     def report(self, score_files: dict[int, dict[str, str]]) -> dict:
         """Pool the seeds per method; print the table and the targets; write summary.json, results.csv, a PNG."""
-        cfg, _t = self.config, self.config.targets
+        cfg = self.config
         test_ids = {p.id for posts in self.splits()[2].values() for p in posts}
         rows = {"base": [r for r in read_jsonl(self.run_dir.stage_path("base") / "summaries.jsonl")
                          if r["id"] in test_ids]}

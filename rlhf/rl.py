@@ -10,8 +10,10 @@ experiment here needs on top of SB3:
   reward wrapper, so SB3's own ``rollout/ep_rew_mean`` and ``rollout/success_rate`` are the ground truth;
   :class:`TrainingRewardLogger` adds the return under the reward the learner sees;
 - a learning curve: evaluations on the ground-truth env every ``eval_freq`` steps;
-- checkpoints every ``save_freq`` steps (model, replay buffer, step counter, curve),
-  written atomically, resumed automatically after a kill;
+- checkpoints every ``save_freq`` steps (model, replay buffer, step counter, curve, and the random
+  generators and environment states), written atomically, resumed automatically after a kill: a resumed run
+  gives the same curve as an uninterrupted one, and TensorBoard drops what the killed run logged after its
+  last checkpoint; a finished run keeps its last checkpoint, so raising ``total_timesteps`` extends it;
 - a final evaluation (ground-truth return and success rate over N episodes) written as JSON.
 
 Nothing here imports ``envs`` or ``vlm_rewards``: the dependency arrow points into ``rlhf``.
@@ -19,10 +21,13 @@ Nothing here imports ``envs`` or ``vlm_rewards``: the dependency arrow points in
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import json
 import logging
+import pickle
+import random
 import shutil
 import time
 from collections import deque
@@ -32,12 +37,14 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3 import DQN, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 from tqdm.auto import tqdm
 
 from rlhf.artifacts import RunDir, atomic_path, progress, write_json_atomic
@@ -210,6 +217,93 @@ def evaluate(
     }
 
 
+def _plain(value: Any) -> bool:
+    """Values that describe state and survive pickling unchanged: numbers, strings, arrays and containers of them."""
+    if value is None or isinstance(value, (bool, int, float, str, np.ndarray, np.generic)):
+        return True
+    if isinstance(value, (list, tuple, deque)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, (str, int)) and _plain(v) for k, v in value.items())
+    return False
+
+
+def _attributes(obj: Any) -> dict[str, Any]:
+    return {k: copy.deepcopy(v) for k, v in vars(obj).items() if _plain(v)}
+
+
+def env_state(env: gym.Env) -> list[dict[str, Any]] | None:
+    """The restorable state of a wrapped env, outermost layer first, or None when it cannot be captured.
+
+    Wrappers keep counters and buffers in plain attributes (``TimeLimit`` its step count, ``Monitor`` the
+    running episode); the base env keeps its random generator and its simulator, read with
+    ``get_sim_state()`` (the ``envs`` environments have it).
+    """
+    layers, layer = [], env
+    while isinstance(layer, gym.Wrapper):
+        layers.append(_attributes(layer))
+        layer = layer.env
+    if not hasattr(layer, "get_sim_state"):
+        return None
+    layers.append({**_attributes(layer), "__sim_state__": np.array(layer.get_sim_state()),
+                   "__np_random__": copy.deepcopy(layer.np_random.bit_generator.state)})
+    return layers
+
+
+def _restore_env(env: gym.Env, layers: list[dict[str, Any]]) -> None:
+    layer = env
+    for attrs in layers:
+        base = not isinstance(layer, gym.Wrapper)
+        for k, v in attrs.items():
+            if not k.startswith("__"):
+                setattr(layer, k, copy.deepcopy(v))
+        if base:
+            layer.set_sim_state(attrs["__sim_state__"])
+            layer.np_random.bit_generator.state = copy.deepcopy(attrs["__np_random__"])
+        else:
+            layer = layer.env
+
+
+def vec_env_state(venv: VecEnv) -> dict[str, Any] | None:
+    """The restorable state of a vector env (its wrappers, a ``DummyVecEnv`` and every sub-env), or None."""
+    wrappers, layer = [], venv
+    while isinstance(layer, VecEnvWrapper):
+        wrappers.append(_attributes(layer))
+        layer = layer.venv
+    if not isinstance(layer, DummyVecEnv):
+        return None
+    envs = [env_state(e) for e in layer.envs]
+    if any(e is None for e in envs):
+        return None
+    return {"wrappers": wrappers, "dummy": _attributes(layer), "envs": envs}
+
+
+def restore_vec_env_state(venv: VecEnv, state: dict[str, Any]) -> None:
+    layer = venv
+    for attrs in state["wrappers"]:
+        for k, v in attrs.items():
+            setattr(layer, k, copy.deepcopy(v))
+        layer = layer.venv
+    for k, v in state["dummy"].items():
+        setattr(layer, k, copy.deepcopy(v))
+    for env, layers in zip(layer.envs, state["envs"]):
+        _restore_env(env, layers)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python's, numpy's and torch's global random generators (and CUDA's when present)."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class TrainingRewardLogger(BaseCallback):
     """Log the return of training episodes under the reward the learner sees (``train/episode_return_training_reward``).
 
@@ -279,7 +373,8 @@ class Trainer:
     """Train one seed in a run directory; resumes from the latest checkpoint there.
 
     Layout of ``run_dir``: ``run_config.json`` (guards against mixing runs), ``checkpoint/``
-    (model.zip, replay_buffer.pkl for off-policy, state.json with the curve), ``tensorboard/``,
+    (model.zip, replay_buffer.pkl for off-policy, state.json with the curve, generators.pkl with the random
+    generators and env states; the last one stays after training so a run can be extended), ``tensorboard/``,
     and once finished ``final/`` (model.zip, curve.json, eval.json).
     """
 
@@ -316,15 +411,16 @@ class Trainer:
             raise RLConfigError(f"n_envs={cfg.n_envs} but the training env factory built {env.num_envs} envs")
         check_action_space(cfg, env, self.name)
         algo = ALGORITHMS[cfg.algorithm]
-        tb = str(self.run.path / "tensorboard") if cfg.tensorboard else None
         state_file = self.checkpoint_dir / "state.json"
         if state_file.exists():
             state = json.loads(state_file.read_text())
-            model = algo.load(self.checkpoint_dir / "model.zip", env=env, device=cfg.device, tensorboard_log=tb)
+            # force_reset=False keeps the observation the learner had; the envs get their state back below.
+            model = algo.load(self.checkpoint_dir / "model.zip", env=env, device=cfg.device, force_reset=False)
             if isinstance(model, OffPolicyAlgorithm) and (self.checkpoint_dir / "replay_buffer.pkl").exists():
                 model.load_replay_buffer(self.checkpoint_dir / "replay_buffer.pkl")
             if model.num_timesteps != state["num_timesteps"]:
                 raise RuntimeError(f"{self.checkpoint_dir}: model and state.json disagree on the step count")
+            self._restore_generators(model)
             self.curve = state["curve"]
             self.train_seconds = state.get("train_seconds", 0.0)
             self.next_eval = state["next_eval"]
@@ -332,9 +428,41 @@ class Trainer:
             logger.info("%s: resumed from checkpoint at step %d", self.name, model.num_timesteps)
             progress.resume_step = model.num_timesteps
         else:
-            model = algo(cfg.policy, env, seed=self.seed, device=cfg.device, tensorboard_log=tb, verbose=0, **cfg.algo_kwargs)
+            model = algo(cfg.policy, env, seed=self.seed, device=cfg.device, verbose=0, **cfg.algo_kwargs)
             self.next_checkpoint = cfg.save_freq
+        if cfg.tensorboard:
+            model.set_logger(self._tensorboard_logger(model.num_timesteps))
         return model
+
+    def _tensorboard_logger(self, step: int) -> Logger:
+        """SB3's TensorBoard output in ``tensorboard/run_1``; after a resume from a checkpoint at ``step``,
+        TensorBoard drops (purges) what the killed run logged after it, so no step is recorded twice. What was
+        logged at ``step`` itself came before the checkpoint (evaluations are logged at their step) and stays."""
+        folder = self.run.path / "tensorboard" / "run_1"
+        output = TensorBoardOutputFormat(str(folder))
+        if step > 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            output.writer.close()
+            output.writer = SummaryWriter(str(folder), purge_step=step + 1)
+        return Logger(str(folder), [output])
+
+    def _restore_generators(self, model: BaseAlgorithm) -> None:
+        """Random generators and env states as they were at the checkpoint (loading a model reseeds the
+        generators), so a resumed run continues exactly as an uninterrupted one would."""
+        path = self.checkpoint_dir / "generators.pkl"
+        if not path.is_file():
+            logger.warning("%s: the checkpoint has no generator state; the resumed run will not repeat an "
+                           "uninterrupted one exactly", self.name)
+            return
+        with path.open("rb") as f:
+            saved = pickle.load(f)
+        restore_rng_state(saved["rng"])
+        if saved["train_env"] is not None:
+            restore_vec_env_state(model.get_env(), saved["train_env"])
+        if saved["eval_env"] is not None:
+            self._eval_env = self.make_eval_env(self.seed + 10_000)
+            restore_vec_env_state(self._eval_env, saved["eval_env"])
 
     def at_boundary(self, model: BaseAlgorithm) -> None:
         """Evaluate and checkpoint when their intervals have passed (called between updates)."""
@@ -354,14 +482,24 @@ class Trainer:
         self.curve.append(point)
         model.logger.record("eval/ground_truth_return", point["gt_return"])
         model.logger.record("eval/success_rate", point["success_rate"])
+        model.logger.dump(model.num_timesteps)  # at the step evaluated, not at the end of the next rollout
 
     def save_checkpoint(self, model: BaseAlgorithm) -> None:
-        """Model, replay buffer (off-policy), step counter and curve, replaced as one directory."""
+        """Model, replay buffer (off-policy), step counter, curve, random generators and env states, replaced
+        as one directory."""
+        train_env = vec_env_state(model.get_env())
+        eval_env = vec_env_state(self._eval_env) if self._eval_env is not None else None
+        if train_env is None and not getattr(self, "_warned_state", False):
+            logger.warning("%s: the training envs' state cannot be captured (it needs a DummyVecEnv of envs with "
+                           "get_sim_state); a resumed run continues from fresh episodes", self.name)
+            self._warned_state = True
         with atomic_path(self.checkpoint_dir) as tmp:
             tmp.mkdir()
             model.save(tmp / "model.zip")
             if isinstance(model, OffPolicyAlgorithm):
                 model.save_replay_buffer(tmp / "replay_buffer.pkl")
+            with (tmp / "generators.pkl").open("wb") as f:
+                pickle.dump({"rng": rng_state(), "train_env": train_env, "eval_env": eval_env}, f)
             state = {"num_timesteps": model.num_timesteps, "next_eval": self.next_eval, "curve": self.curve,
                      "train_seconds": self.train_seconds + self._elapsed()}
             (tmp / "state.json").write_text(json.dumps(state))
@@ -370,10 +508,31 @@ class Trainer:
     def _elapsed(self) -> float:
         return time.time() - self._t0 if hasattr(self, "_t0") else 0.0
 
+    def _finished(self) -> dict[str, Any] | None:
+        """The final evaluation of a run finished at ``total_timesteps``; None when it must (still) train.
+
+        A run finished at fewer steps is extended from its last checkpoint; one finished at more is refused.
+        """
+        if not self.run.is_done("final"):
+            return None
+        result = json.loads((self.run.stage_path("final") / "eval.json").read_text())
+        if result["num_timesteps"] == self.cfg.total_timesteps:
+            return result
+        if result["num_timesteps"] > self.cfg.total_timesteps:
+            raise RLConfigError(f"{self.run.path} finished at {result['num_timesteps']} steps, more than "
+                                f"{self.cfg.total_timesteps}; use a new output_dir", key="total_timesteps")
+        if not (self.checkpoint_dir / "state.json").is_file():
+            raise RuntimeError(f"{self.run.path} has no checkpoint to extend from; use a new output_dir")
+        logger.info("%s: extending the finished run from %d to %d steps", self.name, result["num_timesteps"],
+                    self.cfg.total_timesteps)
+        shutil.rmtree(self.run.stage_path("final"))  # the checkpoint holds the same state; a kill now resumes
+        return None
+
     def train(self) -> dict[str, Any]:
         """Train to ``total_timesteps`` (resuming if possible), evaluate, write ``final/``; return eval.json."""
-        if self.run.is_done("final"):
-            return json.loads((self.run.stage_path("final") / "eval.json").read_text())
+        finished = self._finished()
+        if finished is not None:
+            return finished
         cfg = self.cfg
         model = self._build_or_resume()
         self._t0 = time.time()
@@ -383,10 +542,15 @@ class Trainer:
             callbacks.append(_ProgressBar(cfg.total_timesteps, self.name))
         if remaining > 0:
             model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=False, tb_log_name="run")
-        # The last update has no following rollout start: evaluate the final policy here.
-        if not self.curve or self.curve[-1]["step"] != model.num_timesteps:
+        # The last update has no following rollout start: evaluate the final policy and checkpoint it here, as
+        # a longer run would at this step. The checkpoint stays: raising total_timesteps later continues from it.
+        step = model.num_timesteps
+        if not self.curve or self.curve[-1]["step"] != step:
             self._evaluate_point(model)
-            model.logger.dump(model.num_timesteps)
+            self.next_eval = step + cfg.eval_freq
+        state_file = self.checkpoint_dir / "state.json"
+        if not state_file.is_file() or json.loads(state_file.read_text())["num_timesteps"] != step:
+            self.save_checkpoint(model)
         self.train_seconds += self._elapsed()
         final_env = self.make_eval_env(self.seed + 20_000)
         result = evaluate(model, final_env, cfg.final_eval_episodes, self.success_fn, cfg.deterministic)
@@ -401,7 +565,6 @@ class Trainer:
             write_json_atomic(tmp / "eval.json", result)
 
         self.run.stage("final", write_final)
-        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)  # the replay buffer can be large
         for env in (model.get_env(), self._eval_env, final_env):
             if env is not None:
                 env.close()

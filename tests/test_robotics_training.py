@@ -70,7 +70,7 @@ def test_each_algorithm_trains_logs_and_evaluates(tmp_path, algorithm, task, rew
     curve = json.loads((run / "final" / "curve.json").read_text())
     assert [p["step"] for p in curve] == [0, 64, 128, 192, 256]
     assert (run / "final" / "model.zip").is_file()
-    assert not (run / "checkpoint").exists()  # removed once final/ is written
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["num_timesteps"] == 256  # kept to extend
     assert summary["seeds"]["0"]["gt_return_mean"] == result["gt_return_mean"]
     tags = scalar_tags(run)
     # Ground-truth return and success come from SB3's own logging (Monitor inside the reward wrapper).
@@ -132,6 +132,75 @@ def test_resume_after_a_crash_continues_from_the_checkpoint(tmp_path, monkeypatc
     assert result["num_timesteps"] == 512
     steps = [p["step"] for p in resumed.curve]
     assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == 512  # nothing lost, nothing twice
+
+
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of a scalar as TensorBoard shows it (purged events dropped)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tensorboard" / "run_1"))
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def test_a_killed_and_resumed_run_repeats_the_uninterrupted_run_exactly(tmp_path, monkeypatch):
+    """RNG and env states go into checkpoints: the same curve, final evaluation and weights as without the kill,
+    and TensorBoard holds no step twice."""
+    def config(name: str) -> TrainPolicyConfig:
+        cfg = small_cfg(tmp_path / name, "ppo", total_timesteps=512, save_freq=128, eval_freq=64)
+        cfg.reward = RewardConfig(source="ground_truth")
+        cfg.rl.deterministic = False  # stochastic evaluations consume the generators too
+        return cfg
+
+    (uninterrupted,) = make_trainers(config("a"))
+    expected = uninterrupted.train()
+
+    (first,) = make_trainers(config("b"))
+    original_at_boundary = Trainer.at_boundary
+
+    def killed_after_a_checkpoint(self, model):
+        original_at_boundary(self, model)
+        if model.num_timesteps == 320:  # past the checkpoint at 256: TensorBoard got steps 256-320 already
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(Trainer, "at_boundary", killed_after_a_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        first.train()
+    monkeypatch.setattr(Trainer, "at_boundary", original_at_boundary)
+    (resumed,) = make_trainers(config("b"))
+    result = resumed.train()
+
+    runs = {name: Path(config(name).output_dir) / "seed_0" for name in ("a", "b")}
+    curves = {name: json.loads((run / "final" / "curve.json").read_text()) for name, run in runs.items()}
+    assert curves["b"] == curves["a"] and len(curves["a"]) == 9
+    assert result["returns"] == expected["returns"]
+    from stable_baselines3 import PPO
+
+    params = {name: PPO.load(run / "final" / "model.zip").policy.state_dict() for name, run in runs.items()}
+    assert all(torch.equal(params["a"][k], params["b"][k]) for k in params["a"])
+    for tag in ("eval/ground_truth_return", "rollout/ep_rew_mean"):
+        logged = scalars(runs["b"], tag)
+        assert [step for step, _ in logged] == sorted({step for step, _ in logged}), tag  # no step twice
+        assert logged == scalars(runs["a"], tag), tag
+
+
+def test_raising_total_timesteps_extends_a_finished_run_from_its_last_checkpoint(tmp_path, caplog):
+    cfg = small_cfg(tmp_path, "ppo", total_timesteps=256, save_freq=128, eval_freq=128)
+    cfg.reward = RewardConfig(source="ground_truth")
+    (trainer,) = make_trainers(cfg)
+    trainer.train()
+    cfg.rl.total_timesteps = 384
+    (longer,) = make_trainers(cfg)  # not refused as another run
+    with caplog.at_level(logging.INFO, logger="rlhf.rl"):
+        result = longer.train()
+    assert "extending the finished run from 256 to 384 steps" in caplog.text
+    assert "resumed from checkpoint at step 256" in caplog.text
+    assert result["num_timesteps"] == 384
+    assert [p["step"] for p in longer.curve] == [0, 128, 256, 384]
+    cfg.rl.total_timesteps = 128
+    (shorter,) = make_trainers(cfg)
+    with pytest.raises(RLConfigError, match="finished at 384 steps, more than 128"):
+        shorter.train()
 
 
 def test_recipe_resumes_after_sigkill(tmp_path, caplog):

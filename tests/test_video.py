@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import shutil
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -255,8 +256,10 @@ def test_bad_input_is_named_before_any_rollout(runs, tmp_path):
 
     fails(FileNotFoundError, r"no_run/run_config.json not found: .* is not a seed run directory",
           "--run_dir", str(tmp_path / "no_run"))
-    fails(FileNotFoundError, r"checkpoint/model.zip not found: checkpoint/ exists only while a run trains",
-          "--run_dir", run, "--checkpoint", "checkpoint")
+    no_checkpoint = tmp_path / "no_checkpoint"
+    shutil.copytree(run, no_checkpoint, ignore=shutil.ignore_patterns("checkpoint"))
+    fails(FileNotFoundError, r"checkpoint/model.zip not found: a run has a checkpoint once it has trained",
+          "--run_dir", str(no_checkpoint), "--checkpoint", "checkpoint")
     fails(FileNotFoundError, r"policy file .*missing.zip not found", "--run_dir", run, "--policy_file",
           str(tmp_path / "missing.zip"))
     junk = tmp_path / "junk.zip"

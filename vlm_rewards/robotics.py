@@ -175,6 +175,8 @@ def make_trainers(
     if cfg.reward.source == "ground_truth":
         reward_model = None
     run_config = {k: v for k, v in run_identity(cfg).items() if k not in ("seeds", "output_dir")}
+    # The Trainer checks total_timesteps itself: a finished run may be extended, not shortened.
+    run_config["rl"] = {k: v for k, v in run_config["rl"].items() if k != "total_timesteps"}
     return [
         Trainer(
             cfg.rl,

@@ -581,7 +581,7 @@ def record_policy_video(config: PolicyVideoConfig, reward_model: RewardModel | N
     if not policy_file.is_file():
         hint = {
             "final": "has the training finished? (checkpoint 'checkpoint' films a run that is still training)",
-            "checkpoint": "checkpoint/ exists only while a run trains (final/ replaces it)",
+            "checkpoint": "a run has a checkpoint once it has trained save_freq steps",
         }[config.checkpoint]
         raise FileNotFoundError(f"policy file {policy_file} not found" + ("" if config.policy_file else f": {hint}"))
     policy = load_policy(policy_file, train_cfg)

@@ -1,10 +1,13 @@
 """Bradley–Terry reward models: training through TRL's ``RewardTrainer`` and scoring text.
 
-A comparison is ``{"prompt": str, "chosen": str, "rejected": str}``. Training uses TRL's
-explicit-prompt preference format: the trainer scores ``prompt + chosen + eos`` and
-``prompt + rejected + eos`` with an ``AutoModelForSequenceClassification`` (``num_labels=1``)
-and minimises ``-log σ(r_chosen − r_rejected)``. :class:`PreferenceRewardModel` tokenizes text
-exactly the same way at inference, so a score means the same thing in training and in use.
+A comparison is ``{"prompt", "chosen", "rejected"}`` in TRL's standard format (strings) or its
+conversational format (lists of chat messages). Training uses TRL's explicit-prompt preference format:
+the trainer scores ``prompt + chosen + eos`` and ``prompt + rejected + eos`` (conversations: the chat
+template of prompt + chosen messages) with an ``AutoModelForSequenceClassification`` (``num_labels=1``)
+and minimises ``-log σ(r_chosen − r_rejected)``. The format trained on is recorded in
+``reward_model.json`` (``prompt_format``), and :class:`PreferenceRewardModel` tokenizes exactly the same
+way at inference, so a score means the same thing in training and in use; an item in the other format
+is an error, not a silent flattening.
 
 The sequence-classification head reads the hidden state at the rightmost non-pad token. For
 that to be the last real token whatever the padding side, scoring passes explicit
@@ -34,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 COMPARISON_FIELDS = ("prompt", "chosen", "rejected")
 METADATA_FILE = "reward_model.json"
+PROMPT_FORMATS = ("text", "conversational")
 
 
 def validate_comparisons(comparisons: Any, where: str = "comparisons") -> list[dict[str, str]]:
@@ -55,12 +59,29 @@ def _check_comparison(row: Any, where: str) -> dict[str, str]:
     for key in COMPARISON_FIELDS:
         if key not in row or row[key] is None:
             raise ValueError(f"{where}: missing comparison field {key!r}")
-        if not isinstance(row[key], str):
-            raise TypeError(f"{where}: field {key!r} must be a string, got {type(row[key]).__name__}")
-    for key in ("chosen", "rejected"):
-        if not row[key].strip():
-            raise ValueError(f"{where}: field {key!r} is empty")
+    if all(isinstance(row[key], str) for key in COMPARISON_FIELDS):
+        empty = [key for key in ("chosen", "rejected") if not row[key].strip()]
+    elif all(_is_conversation(row[key]) for key in COMPARISON_FIELDS):
+        empty = [key for key in ("chosen", "rejected") if not row[key] or not any(m["content"] for m in row[key])]
+    else:
+        kinds = {key: type(row[key]).__name__ for key in COMPARISON_FIELDS}
+        raise TypeError(f"{where}: prompt, chosen and rejected must all be strings or all be lists of chat messages "
+                        f"({{'role', 'content'}}), got {kinds}")
+    if empty:
+        raise ValueError(f"{where}: field {empty[0]!r} is empty")
     return {key: row[key] for key in COMPARISON_FIELDS}
+
+
+def _is_conversation(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
+
+
+def prompt_format(comparisons: Sequence[Mapping[str, Any]]) -> str:
+    """"conversational" for comparisons of chat messages, "text" for strings (all rows share one format)."""
+    formats = {"conversational" if _is_conversation(r["prompt"]) else "text" for r in comparisons}
+    if len(formats) > 1:
+        raise ValueError("comparisons mix plain-text and conversational rows; use one format")
+    return formats.pop()
 
 
 def load_comparisons_jsonl(path: str | Path) -> list[dict[str, str]]:
@@ -101,14 +122,18 @@ class PreferenceRewardModel(RewardModel):
         device: str | torch.device | None = None,
         padding_side: str | None = None,
         name: str | None = None,
+        prompt_format: str | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.prompt_format = prompt_format or "text"
         if isinstance(model, (str, Path)):
             path = Path(resolve_model_path(model))
             self.model, loaded_tokenizer = _load_reward_model(path)
             tokenizer = tokenizer or loaded_tokenizer
             self.name = name or f"rm_{path.name}"
+            if prompt_format is None and (path / METADATA_FILE).is_file():
+                self.prompt_format = json.loads((path / METADATA_FILE).read_text()).get("prompt_format", "text")
             if device is None and torch.cuda.is_available():
                 device = torch.device("cuda", torch.cuda.current_device())  # accelerate sets it per process
         else:
@@ -116,6 +141,8 @@ class PreferenceRewardModel(RewardModel):
                 raise ValueError("PreferenceRewardModel: pass `tokenizer` together with an already loaded model")
             self.model = model
             self.name = name or "preference_rm"
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}")
         _ensure_pad_token(tokenizer)
         self.tokenizer = tokenizer
         self.model.config.pad_token_id = tokenizer.pad_token_id
@@ -131,11 +158,14 @@ class PreferenceRewardModel(RewardModel):
         return next(self.model.parameters()).device
 
     def _encode(self, item: PromptCompletion) -> list[int]:
-        # Mirrors trl RewardTrainer._prepare_dataset: prompt + completion, EOS appended if missing.
-        text = item.prompt + item.completion
-        if not text.endswith(self.tokenizer.eos_token):
-            text += self.tokenizer.eos_token
-        return self.tokenizer(text)["input_ids"]
+        # Mirrors trl RewardTrainer._prepare_dataset: the chat template of prompt + completion messages for
+        # conversations; otherwise prompt + completion text with EOS appended if missing.
+        if item.conversational != (self.prompt_format == "conversational"):
+            given = "chat messages" if item.conversational else "plain text"
+            raise ValueError(
+                f"{self.name} was trained on {self.prompt_format} prompts but was given {given}; score items in the "
+                "format it was trained on (reward_model.json, prompt_format)")
+        return encode(self.tokenizer, item.prompt, item.completion)
 
     def _collate(self, ids: list[list[int]]) -> dict[str, torch.Tensor]:
         width = max(len(x) for x in ids)
@@ -262,7 +292,7 @@ def train_reward_model(
     metrics: dict[str, Any] = {"n_train": len(train_rows), "n_train_used": n_kept}
     if eval_rows is not None:
         metrics["n_eval"] = len(eval_rows)
-        metrics["eval_accuracy_before"] = preference_accuracy(_in_memory_rm(trainer, settings), eval_rows)
+        metrics["eval_accuracy_before"] = preference_accuracy(_in_memory_rm(trainer, settings, eval_rows), eval_rows)
 
     last = get_last_checkpoint(str(work_dir)) if work_dir.is_dir() else None
     if last:
@@ -271,7 +301,7 @@ def train_reward_model(
     metrics["train_loss"] = float(result.training_loss)
     metrics["train_steps"] = int(result.global_step)
     if eval_rows is not None:
-        metrics["eval_accuracy"] = preference_accuracy(_in_memory_rm(trainer, settings), eval_rows)
+        metrics["eval_accuracy"] = preference_accuracy(_in_memory_rm(trainer, settings, eval_rows), eval_rows)
 
     accelerator = trainer.accelerator
     if accelerator.is_main_process:  # under `accelerate launch` every process trains; one writes the model
@@ -281,6 +311,7 @@ def train_reward_model(
             meta = {
                 "base_model": str(model_name_or_path),
                 "base_model_path": model_path,
+                "prompt_format": prompt_format(train_rows),
                 "lora": asdict(lora) if lora is not None else None,
                 "settings": asdict(settings),
                 "metrics": metrics,
@@ -294,21 +325,27 @@ def train_reward_model(
     return metrics
 
 
-def _in_memory_rm(trainer: Any, settings: TrainingSettings) -> PreferenceRewardModel:
-    return PreferenceRewardModel(
-        trainer.model, trainer.processing_class, batch_size=settings.per_device_train_batch_size, max_length=settings.max_length
-    )
+def _in_memory_rm(trainer: Any, settings: TrainingSettings, rows: list[dict]) -> PreferenceRewardModel:
+    return PreferenceRewardModel(trainer.model, trainer.processing_class, batch_size=settings.per_device_train_batch_size,
+                                 max_length=settings.max_length, prompt_format=prompt_format(rows))
 
 
-def _count_within_max_length(tokenizer: Any, rows: list[dict[str, str]], max_length: int) -> int:
-    """How many comparisons TRL keeps: both ``prompt+chosen+eos`` and ``prompt+rejected+eos`` fit."""
-    eos = tokenizer.eos_token
+def encode(tokenizer: Any, prompt: Any, completion: Any) -> list[int]:
+    """Token ids of one side of a comparison, as TRL's RewardTrainer tokenizes it: the chat template of the
+    prompt and completion messages, or prompt + completion text with EOS appended if missing."""
+    if isinstance(prompt, list):
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError("conversational comparisons need a tokenizer with a chat template")
+        return tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=True)["input_ids"]
+    text = prompt + completion
+    return tokenizer(text if text.endswith(tokenizer.eos_token) else text + tokenizer.eos_token)["input_ids"]
 
-    def n_tokens(text: str) -> int:
-        return len(tokenizer(text if text.endswith(eos) else text + eos)["input_ids"])
 
+def _count_within_max_length(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> int:
+    """How many comparisons TRL keeps: both the chosen and the rejected side fit ``max_length`` tokens."""
     return sum(
-        n_tokens(r["prompt"] + r["chosen"]) <= max_length and n_tokens(r["prompt"] + r["rejected"]) <= max_length
+        len(encode(tokenizer, r["prompt"], r["chosen"])) <= max_length
+        and len(encode(tokenizer, r["prompt"], r["rejected"])) <= max_length
         for r in rows
     )
 

@@ -21,12 +21,25 @@ import torch
 ORIGINAL_REWARD_KEY = "original_reward"
 
 
+#: A conversation in TRL's conversational format: ``[{"role": "user", "content": "..."}, ...]``.
+Conversation = list[dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class PromptCompletion:
-    """One text item for text reward models: the prompt and the model's completion."""
+    """One text item for text reward models: the prompt and the model's completion.
 
-    prompt: str
-    completion: str
+    Both are plain strings (TRL's standard format) or conversations (TRL's conversational format: the prompt
+    the system/user messages, the completion the assistant's). A reward model reads them in the format it was
+    trained on; a Bradley–Terry model trained on conversations applies its tokenizer's chat template.
+    """
+
+    prompt: str | Conversation
+    completion: str | Conversation
+
+    @property
+    def conversational(self) -> bool:
+        return isinstance(self.prompt, list) or isinstance(self.completion, list)
 
 
 class RewardModel(ABC):
@@ -124,26 +137,33 @@ class RunningNormalization(RewardModel):
         return ((r - self.mean) / (self.std + self.eps)).float()
 
 
-def _completion_text(completion: Any) -> str:
-    """TRL passes completions as strings (standard) or as lists of chat messages (conversational)."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and all(isinstance(m, dict) and "content" in m for m in completion):
-        return "".join(str(m["content"]) for m in completion)
-    raise TypeError(f"unsupported completion type {type(completion).__name__}: expected str or list of chat messages")
+def _check_text(value: Any, what: str) -> str | Conversation:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+        return value
+    raise TypeError(f"{what}: expected a string or a list of chat messages ({{'role', 'content'}}), "
+                    f"got {type(value).__name__}")
+
+
+def completion_text(completion: str | Conversation) -> str:
+    """The text of a completion: the string itself, or the contents of its (assistant) messages joined."""
+    return completion if isinstance(completion, str) else "".join(str(m["content"]) for m in completion)
 
 
 def as_trl_reward_func(model: RewardModel) -> Callable[..., list[float]]:
     """Expose a text reward model as a TRL ``reward_funcs`` callable.
 
     TRL's GRPOTrainer/RLOOTrainer call ``f(prompts=..., completions=..., **dataset_columns)`` and
-    log the result under ``f.__name__``.
+    log the result under ``f.__name__``. Prompts and completions reach the reward model as TRL gives them,
+    strings or conversations, so that it can read them in the format it was trained on (never flattened).
     """
 
     def reward_func(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
-        batch = [PromptCompletion(_completion_text(p), _completion_text(c)) for p, c in zip(prompts, completions)]
+        batch = [PromptCompletion(_check_text(p, f"prompts[{i}]"), _check_text(c, f"completions[{i}]"))
+                 for i, (p, c) in enumerate(zip(prompts, completions))]
         return model(batch).tolist()
 
     reward_func.__name__ = model.name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -194,3 +195,63 @@ def test_data_parallel_training_under_accelerate_launch_writes_one_model(tiny_lm
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == {"world_size": 2, "steps": 2}
     assert (tmp_path / "rm" / METADATA_FILE).is_file()
     assert not list(tmp_path.glob(".rm.*"))  # no second process's temporary copy left behind
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|pad|>{{ m['role'] }}: {{ m['content'] }}<|endoftext|>{% endfor %}"
+                 "{% if add_generation_prompt %}<|pad|>assistant: {% endif %}")
+
+
+def test_conversational_reward_model_in_grpo_reads_the_chat_template_not_flattened_text(tiny_lm_path, tmp_path):
+    """Trained on TRL's conversational format, the reward model scores GRPO's conversational prompts through its
+    chat template (system and user roles kept), records the format, and refuses plain text."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rlhf.reward import PromptCompletion, as_trl_reward_func
+
+    model_dir = tmp_path / "chat_lm"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm_path)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(model_dir)
+    for name in ("config.json", "model.safetensors", "generation_config.json"):
+        (model_dir / name).write_bytes((Path(tiny_lm_path) / name).read_bytes())
+
+    def chat(row: dict) -> dict:
+        return {"prompt": [{"role": "system", "content": "Summarize."}, {"role": "user", "content": row["prompt"]}],
+                "chosen": [{"role": "assistant", "content": row["chosen"]}],
+                "rejected": [{"role": "assistant", "content": row["rejected"]}]}
+
+    out = tmp_path / "rm"
+    metrics = train_reward_model(model_dir, [chat(r) for r in TRAIN], out, eval_comparisons=[chat(r) for r in HELD_OUT],
+                                 settings=SETTINGS)
+    assert json.loads((out / "reward_model.json").read_text())["prompt_format"] == "conversational"
+    assert metrics["eval_accuracy"] > metrics["eval_accuracy_before"]
+    rm = PreferenceRewardModel(out)
+    item = PromptCompletion(chat(TRAIN[0])["prompt"], chat(TRAIN[0])["chosen"])
+    # The score is the one of the chat-templated conversation (system and user roles and separators included).
+    ids = tokenizer.apply_chat_template(item.prompt + item.completion, tokenize=True, return_dict=True)["input_ids"]
+    assert rm._encode(item) == ids
+    assert "system: Summarize." in tokenizer.decode(ids)
+    with pytest.raises(ValueError, match="trained on conversational prompts but was given plain text"):
+        rm([PromptCompletion(TRAIN[0]["prompt"], TRAIN[0]["chosen"])])
+
+    seen = []
+
+    class Recording(PreferenceRewardModel):
+        def score(self, batch):
+            seen.extend(batch)
+            return super().score(batch)
+
+    recording = Recording(out)
+    args = GRPOConfig(output_dir=str(tmp_path / "grpo"), per_device_train_batch_size=4, num_generations=4,
+                      max_completion_length=6, max_steps=1, logging_steps=1, report_to=[], use_cpu=True,
+                      save_strategy="no", bf16=False)
+    prompts = [chat(r)["prompt"] for r in TRAIN[:2]]
+    trainer = GRPOTrainer(model=str(model_dir), reward_funcs=as_trl_reward_func(recording), args=args,
+                          train_dataset=Dataset.from_dict({"prompt": prompts * 2}))
+    trainer.train()
+    assert seen and all(x.prompt in prompts and isinstance(x.completion, list) for x in seen)
+    logged = [row[f"rewards/{recording.name}/mean"] for row in trainer.state.log_history
+              if f"rewards/{recording.name}/mean" in row]
+    assert logged and logged[0] == pytest.approx(float(rm(seen).mean()), abs=1e-5)

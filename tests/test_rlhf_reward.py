@@ -8,6 +8,7 @@ from rlhf.reward import (
     RunningNormalization,
     WeightedSum,
     as_trl_reward_func,
+    completion_text,
 )
 
 
@@ -15,7 +16,7 @@ class LengthReward(RewardModel):
     name = "length"
 
     def score(self, batch):
-        return torch.tensor([float(len(item.completion)) for item in batch])
+        return torch.tensor([float(len(completion_text(item.completion))) for item in batch])
 
 
 def test_validation_catches_broken_models():
@@ -65,8 +66,19 @@ def test_trl_adapter_standard_and_conversational():
     f = as_trl_reward_func(LengthReward())
     assert f.__name__ == "length"
     assert f(prompts=["p1", "p2"], completions=["abc", "a"], extra_column=[1, 2]) == [3.0, 1.0]
-    conv = f(prompts=[[{"role": "user", "content": "hi"}]], completions=[[{"role": "assistant", "content": "hey!"}]])
+    seen = []
+
+    class Recording(LengthReward):
+        def score(self, batch):
+            seen.extend(batch)
+            return super().score(batch)
+
+    chat_prompt = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    conv = as_trl_reward_func(Recording())(prompts=[chat_prompt], completions=[[{"role": "assistant", "content": "hey!"}]])
     assert conv == [4.0]
+    assert seen[0].prompt == chat_prompt and seen[0].conversational  # the roles reach the model, not flattened
+    with pytest.raises(TypeError, match=r"prompts\[0\]: expected a string or a list of chat messages"):
+        f(prompts=[{"text": "x"}], completions=["a"])
     with pytest.raises(ValueError, match="prompts"):
         f(prompts=["a"], completions=["a", "b"])
 

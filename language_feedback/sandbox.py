@@ -1,7 +1,7 @@
-"""Sandboxed execution of untrusted Python programs against their tests.
+"""Sandboxed execution of untrusted Python programs against their tests, with verdicts a program cannot forge.
 
 Each program runs in its own process, forked from a small fork server (``_sandbox_server.py``)
-that this module starts with ``python -E -s`` and a scrubbed environment. As root (the normal case
+that this module starts with ``python -I`` and a scrubbed environment. As root (the normal case
 here) a program gets: a PID namespace of its own (everything it forks dies with it), a network
 namespace without interfaces, a unique unprivileged uid (so RLIMIT_NPROC holds and nothing outside
 its work dir can be written or signalled), rlimits on address space, CPU time, output/file size and
@@ -9,9 +9,22 @@ processes, a wall-clock timeout, a fresh temporary working directory (removed af
 also its /tmp, /var/tmp and /dev/shm (a mount namespace), and an environment without the caller's
 variables. :func:`sandbox_isolation` reports which layers are on.
 
-Nothing a program does raises in the caller: every outcome is an :class:`ExecResult`.
-The sandbox protects the machine, not the verdict: a program written to forge a "passed" report
-(by reaching into the harness in its own process) could do so; models writing MBPP solutions do not.
+The verdict is decided where no program code runs. Tests of the form ``assert CALL <op> EXPECTED`` (nearly
+all of MBPP, most HumanEval ``check(candidate)`` bodies, ``pytest.approx`` included) are judged in this
+process (``judged_by="parent"``): the program process gets the program, the setup code and each call with
+its inputs, and sends back only the call's value, as plain data through a strict format (exact builtin
+types; subclasses, foreign objects and oversized values are failures); this process compares it with the
+expected value, which never leaves it, and counts every test (``tests_passed`` of ``tests_total``). Other
+tests (loops, helpers, tolerances) run in a separate trusted harness process whose view of the program is
+a set of proxies that send arguments and receive values as data (``judged_by="trusted_harness"``; the
+whole test source counts as one test). A program can make its own run fail, never pass: it cannot reach
+the expected values, the comparison, or the report. What no sandbox can catch is a program written for
+the visible tests (hard-coded answers): only held-out tests measure that. Without root (no separate
+uids), a program runs as the same user as the trusted side and the guarantee does not hold.
+
+Nothing a program does raises in the caller: every outcome is an :class:`ExecResult`. Infrastructure
+failures (a server that died, a harness that failed, tests that cannot be parsed or judged) have their own
+status ``error``, which is neither a pass nor a failure of the program.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ import json
 import os
 import queue
 import select
+import socket
 import subprocess
 import sys
 import threading
@@ -33,12 +47,23 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-STATUSES = ("passed", "failed", "timeout", "crashed", "resource_limit")
+from language_feedback._sandbox_judge import (
+    MAX_RECORD_CHARS,
+    TestPlan,
+    judge_harness,
+    judge_parent,
+    parse_records,
+    plan_tests,
+)
+
+STATUSES = ("passed", "failed", "timeout", "crashed", "resource_limit", "error")
+JUDGES = ("parent", "trusted_harness")
 _SERVER_SCRIPT = Path(__file__).with_name("_sandbox_server.py")
 _SERVER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 _SERVER_START_TIMEOUT_S = 60.0
 # The server enforces each timeout itself; the caller only gives up on a server that stopped answering.
 _SERVER_GRACE_S = 30.0
+_MAX_MESSAGE = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -73,13 +98,18 @@ class SandboxJob:
 class ExecResult:
     """What happened when a program ran against its tests.
 
-    ``status`` is one of :data:`STATUSES`. ``message`` says what went wrong (the failing assert with
-    actual and expected values, or the exception, plus a short traceback; the limit that was hit);
-    it is "" when the program passed. The other optional fields break a failure down for feedback:
-    ``failed_test`` (the assert that failed or was running), ``actual``/``expected`` (reprs of both
+    ``status`` is one of :data:`STATUSES`: "passed", "failed", "timeout", "crashed", "resource_limit", or
+    "error" when the sandbox itself could not judge the program (tests or setup code that do not parse, a
+    failed server or harness; ``message`` says which) -- not a verdict on the program. ``message`` says what
+    went wrong (the failing assert with actual and expected values, or the exception, plus a short traceback;
+    the limit that was hit); it is "" when the program passed. The other optional fields break a failure down
+    for feedback: ``failed_test`` (the assert that failed or was running), ``actual``/``expected`` (reprs of both
     sides of a failing comparison), ``exception`` ("ZeroDivisionError: division by zero"), and where
     it happened: ``part`` ("setup", "program" or "tests"), ``line`` and ``line_source``; ``limit`` names
     the limit that stopped the program ("wall_clock", "cpu_time", "memory", "output", "processes").
+    ``judged_by`` says which trusted side judged the tests ("parent" or "trusted_harness", "" when nothing
+    was judged); ``tests_passed`` of ``tests_total`` tests passed (in the harness mode the whole test source
+    is one test).
     """
 
     status: str
@@ -95,6 +125,9 @@ class ExecResult:
     line: int | None = None
     line_source: str = ""
     limit: str = ""
+    judged_by: str = ""
+    tests_passed: int = 0
+    tests_total: int = 0
 
     @property
     def passed(self) -> bool:
@@ -104,81 +137,144 @@ class ExecResult:
 _RESULT_FIELDS = {f.name for f in fields(ExecResult)}
 
 
-def _result_from_reply(reply: dict) -> ExecResult:
-    values = {k: v for k, v in reply.items() if k in _RESULT_FIELDS}
-    values.setdefault("status", "crashed")
-    values.setdefault("message", "the sandbox gave no message")
-    values.setdefault("stdout", "")
-    values.setdefault("stderr", "")
-    values.setdefault("duration_s", 0.0)
-    if values["status"] not in STATUSES:
-        values["message"] = f"the sandbox gave an unknown status {values['status']!r}"
-        values["status"] = "crashed"
-    return ExecResult(**values)
+def _memfd(name: str, data: bytes = b"") -> int:
+    fd = os.memfd_create(name)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return fd
 
 
 class _SandboxServer:
     """One fork server process; used by one thread at a time."""
 
     def __init__(self, *server_args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-E", "-s", str(_SERVER_SCRIPT), *server_args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=_SERVER_ENV,
-            cwd="/",
-            start_new_session=True,  # a Ctrl-C meant for the caller must not hit the server mid-job
-        )
-        self._buffer = b""
-        hello = self._read_reply(time.monotonic() + _SERVER_START_TIMEOUT_S)
+        self.channel, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", str(_SERVER_SCRIPT), *server_args],
+                stdin=theirs,
+                stdout=subprocess.DEVNULL,
+                env=_SERVER_ENV,
+                cwd="/",
+                start_new_session=True,  # a Ctrl-C meant for the caller must not hit the server mid-job
+            )
+        finally:
+            theirs.close()
+        hello = self._receive(time.monotonic() + _SERVER_START_TIMEOUT_S)
         if hello is None or not hello.get("ready"):
             self.close()
             raise RuntimeError(f"the sandbox server ({_SERVER_SCRIPT}) did not start")
-        self.isolation: dict[str, bool] = hello["isolation"]
+        self.isolation: dict[str, Any] = hello["isolation"]
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def _read_reply(self, deadline: float) -> dict | None:
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                return None
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return None
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
+    def _receive(self, deadline: float) -> dict | None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([self.channel], [], [], remaining)[0]:
+            return None
+        try:
+            message = self.channel.recv(_MAX_MESSAGE)
+        except OSError:
+            return None
+        return json.loads(message) if message else None
 
     def run(self, job: SandboxJob, limits: SandboxLimits) -> ExecResult | None:
         """The job's result, or None if this server failed (it is then closed)."""
-        request = {"program": job.program, "tests": job.tests, "setup": job.setup, "limits": asdict(limits)}
+        plan = plan_tests(job.tests, job.setup)
+        if plan.mode == "error":
+            return ExecResult("error", plan.error, "", "", 0.0, part=plan.error_part)
+        mode = "parent" if plan.mode == "parent" else "harness"
+        expressions = [t.remote for t in plan.tests if t.remote is not None]
+        payload = {"mode": mode, "setup": job.setup, "program": job.program, "prelude": plan.prelude,
+                   "expressions": expressions}
+        outputs = [_memfd("stdout"), _memfd("stderr")]
+        mine, theirs = socket.socketpair()
+        sent = [_memfd("payload", json.dumps(payload).encode()), *outputs, theirs.fileno()]
+        if mode == "harness":
+            harness = {"setup": job.setup, "tests": job.tests, "names": plan.program_names}
+            sent.append(_memfd("harness", json.dumps(harness).encode()))
         try:
-            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
-            self.proc.stdin.flush()
-            reply = self._read_reply(time.monotonic() + limits.timeout_s + _SERVER_GRACE_S)
-        except (OSError, ValueError):
-            reply = None
+            request = json.dumps({"mode": mode, "limits": asdict(limits)}).encode()
+            socket.send_fds(self.channel, [request], sent)
+            cap = (len(expressions) + 2) * MAX_RECORD_CHARS
+            data, reply = self._collect(mine, time.monotonic() + limits.timeout_s + _SERVER_GRACE_S, cap)
+            stdout, stderr = (os.pread(fd, limits.max_output_bytes, 0).decode("utf-8", "replace") for fd in outputs)
+        except OSError:
+            data, reply = b"", None
+        finally:
+            mine.close()
+            theirs.close()
+            for fd in [*sent[:3], *sent[4:]]:
+                os.close(fd)
         if reply is None:
             self.close()
             return None
-        return _result_from_reply(reply)
+        return _verdict(plan, data, reply, asdict(limits), stdout, stderr)
+
+    def _collect(self, values: socket.socket, deadline: float, cap: int) -> tuple[bytes, dict | None]:
+        """Read what the program process (or harness) sends until the server replies; (data, reply)."""
+        chunks, size, reply = [], 0, None
+        values.setblocking(False)
+        open_channel = True
+        while reply is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return b"".join(chunks), None
+            watched = [values, self.channel] if open_channel else [self.channel]
+            readable = select.select(watched, [], [], remaining)[0]
+            if values in readable and (chunk := self._read_some(values)) is not None:
+                size += len(chunk)
+                chunks.append(chunk)
+                if not chunk or size > cap:  # end of input, or a flood: stop reading (the writer gets EPIPE)
+                    open_channel = False
+                    values.shutdown(socket.SHUT_RDWR)
+            if self.channel in readable:
+                reply = self._receive(deadline)
+                if reply is None:
+                    return b"".join(chunks), None
+        while open_channel and size <= cap and (chunk := self._read_some(values)):  # what came before the end
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks), reply
+
+    @staticmethod
+    def _read_some(sock: socket.socket) -> bytes | None:
+        """What is there to read (b"" at end of input), or None if nothing is."""
+        try:
+            return sock.recv(1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return None
 
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
-                self.proc.stdin.close()  # the server exits at end of input
+                self.channel.shutdown(socket.SHUT_WR)  # the server exits at end of input
                 self.proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        self.channel.close()
+
+
+def _verdict(plan: TestPlan, data: bytes, reply: dict, limits: dict, stdout: str, stderr: str) -> ExecResult:
+    """The result of a job from what the program process (or the harness) sent and how the processes ended."""
+    duration_s = float(reply.get("duration_s", 0.0))
+    if "error" in reply:
+        return ExecResult("error", str(reply["error"]), stdout, stderr, duration_s)
+    program, harness = reply["program"], reply.get("harness")
+    for role, process in (("program", program), ("trusted test harness", harness)):
+        if process is not None and not process["started"]:
+            return ExecResult("error", f"the sandbox could not start the {role}: {process['start_error']}",
+                              stdout, stderr, duration_s)
+    records = parse_records(data)
+    if plan.mode == "parent":
+        report, judged_by = judge_parent(plan, records, program, limits), "parent"
+    else:
+        report, judged_by = judge_harness(records, harness, program, limits), "trusted_harness"
+    values = {k: v for k, v in report.items() if k in _RESULT_FIELDS}
+    return ExecResult(**values, stdout=stdout, stderr=stderr, duration_s=duration_s, judged_by=judged_by)
 
 
 class _ServerPool:
@@ -290,7 +386,7 @@ def run_programs(
                 if result is not None:
                     break
             else:
-                result = ExecResult("crashed", "the sandbox server failed twice on this program", "", "", 0.0)
+                result = ExecResult("error", "the sandbox server failed twice on this program", "", "", 0.0)
             results[index] = result
         finally:
             servers.put(server)

@@ -137,12 +137,14 @@ def test_setup_runs_before_program_and_tests_in_one_namespace():
 
 
 @pytest.mark.parametrize(
-    ("program", "tests", "part"),
-    [("def f(:\n    pass\n", "assert True", "program"), ("x = 1\n", "assert x ==", "tests"), ("a\x00b", "", "program")],
+    ("program", "tests", "setup", "part", "status"),
+    [("def f(:\n    pass\n", "assert True", "", "program", "failed"), ("a\x00b", "", "", "program", "failed"),
+     ("x = 1\n", "assert x ==", "", "tests", "error"), ("x = 1\n", "assert x == 1", "y = (", "setup", "error")],
 )
-def test_code_that_does_not_parse_is_a_per_item_failure(program, tests, part):
-    result = run_program(program, tests)
-    assert result.status == "failed" and result.part == part
+def test_code_that_does_not_parse_is_a_per_item_result(program, tests, setup, part, status):
+    """A program that does not parse fails; tests or setup code that do not parse cannot judge it: ``error``."""
+    result = run_program(program, tests, setup=setup)
+    assert result.status == status and result.part == part
     assert "not parse" in result.message
 
 

@@ -239,9 +239,10 @@ class _Planner:
     def add_assert(self, node: ast.Assert, frames: tuple, rename: tuple[str, str] | None) -> None:
         message = None
         if node.msg is not None:
-            if not isinstance(node.msg, ast.Constant):
-                raise _Harness("an assert message that is not a constant")
-            message = str(node.msg.value)
+            try:
+                message = str(ast.literal_eval(node.msg))
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                raise _Harness("an assert message that is not a literal") from None
         test, negated = node.test, False
         if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
             test, negated = test.operand, True

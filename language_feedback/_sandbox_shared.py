@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import reprlib
 import traceback
 from typing import Any
@@ -208,9 +209,11 @@ def describe(exc: BaseException) -> str:
 
 
 def user_frames(tb) -> list[list]:
-    """The traceback's frames in the setup, program or tests as ``[filename, line, function, source]``."""
-    return [[f.filename, f.lineno, f.name, (f.line or "").strip()]
-            for f in traceback.extract_tb(tb) if f.filename in SOURCE_PARTS]
+    """The traceback's frames in the setup, program or tests as ``[filename, line, function, source]``: those
+    a report uses, i.e. the frames in the tests and the last five (a deep recursion has thousands)."""
+    frames = [f for f in traceback.extract_tb(tb) if f.filename in SOURCE_PARTS]
+    kept = [f for i, f in enumerate(frames) if f.filename == "<tests>" or i >= len(frames) - 5][-25:]
+    return [[f.filename, f.lineno, f.name, (f.line or "").strip()] for f in kept]
 
 
 def failure_report(exception: str, frames: list[list], *, comparison: tuple[str, str, str] | None = None,
@@ -242,4 +245,19 @@ def failure_report(exception: str, frames: list[list], *, comparison: tuple[str,
                                    for f in frames[-5:]])
     lines += ["Traceback (most recent call last):", *[s.rstrip("\n") for s in shown], exception]
     report["message"] = "\n".join(lines)
+    return bounded(report)
+
+
+MAX_REPORT_CHARS = 8_000
+
+
+def bounded(report: dict) -> dict:
+    """A report cut to a readable size: over ``MAX_REPORT_CHARS`` (as JSON), the message keeps its first
+    4,000 characters and the other texts their first 500."""
+    if len(json.dumps(report)) <= MAX_REPORT_CHARS:
+        return report
+    report = {**report, "message": report.get("message", "")[: MAX_REPORT_CHARS // 2] + "\n[... truncated]"}
+    for key in ("actual", "expected", "failed_test", "line_source", "exception"):
+        if isinstance(report.get(key), str):
+            report[key] = report[key][:500]
     return report

@@ -55,6 +55,7 @@ from language_feedback._sandbox_judge import (
     parse_records,
     plan_tests,
 )
+from language_feedback._sandbox_shared import bounded
 
 STATUSES = ("passed", "failed", "timeout", "crashed", "resource_limit", "error")
 JUDGES = ("parent", "trusted_harness")
@@ -273,7 +274,7 @@ def _verdict(plan: TestPlan, data: bytes, reply: dict, limits: dict, stdout: str
         report, judged_by = judge_parent(plan, records, program, limits), "parent"
     else:
         report, judged_by = judge_harness(records, harness, program, limits), "trusted_harness"
-    values = {k: v for k, v in report.items() if k in _RESULT_FIELDS}
+    values = {k: v for k, v in bounded(report).items() if k in _RESULT_FIELDS}
     return ExecResult(**values, stdout=stdout, stderr=stderr, duration_s=duration_s, judged_by=judged_by)
 
 

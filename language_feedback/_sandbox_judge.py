@@ -26,12 +26,12 @@ from functools import lru_cache
 from typing import Any
 
 from language_feedback._sandbox_shared import (
-    SOURCE_PARTS,
     NotPlainData,
     describe,
     failure_report,
     from_tree,
     safe_repr,
+    valid_frames,
 )
 
 COMPARE_OPS: dict[type, tuple[str, Callable[[Any, Any], Any]]] = {
@@ -282,6 +282,17 @@ class _Planner:
             pass
         if isinstance(node, ast.Name) and node.id in self.env:
             return self.env[node.id][0]
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and not any(isinstance(e, ast.Starred) for e in node.elts):
+            items = [self.data(e) for e in node.elts]
+            try:
+                return {ast.Tuple: tuple, ast.List: list, ast.Set: set}[type(node)](items)
+            except TypeError:  # an unhashable set member
+                raise _NotData from None
+        if isinstance(node, ast.Dict) and None not in node.keys:
+            try:
+                return {self.data(k): self.data(v) for k, v in zip(node.keys, node.values)}
+            except TypeError:
+                raise _NotData from None
         if not isinstance(node, ast.Call) or any(isinstance(a, ast.Starred) for a in node.args) \
                 or any(k.arg is None for k in node.keywords):
             raise _NotData
@@ -368,14 +379,6 @@ def _limit_report(report: dict, limit: Any, limits: dict) -> dict:
     return report
 
 
-def _frames(value: Any) -> list[list] | None:
-    if type(value) is not list or len(value) > 200:
-        return None
-    ok = all(type(f) is list and len(f) == 4 and f[0] in SOURCE_PARTS and type(f[1]) is int and type(f[2]) is str
-             and type(f[3]) is str for f in value)
-    return [[f[0], f[1], f[2][:200], f[3][:500]] for f in value] if ok else None
-
-
 def _raised(record: dict, limits: dict, frames: list[list]) -> dict:
     return _limit_report(failure_report(str(record.get("exception", "an exception"))[:2000], frames),
                          record.get("limit"), limits)
@@ -413,7 +416,7 @@ def _judge_test(test: ParentTest, record: dict | None, lines: tuple[str, ...], l
             except ValueError as exc:
                 return failure_report(f"ValueError: the program's value cannot be judged ({exc})", frames)
         elif kind == "raised":
-            child_frames = _frames(record.get("frames"))
+            child_frames = valid_frames(record.get("frames"))
             if child_frames is None:
                 return "stop"
             return _raised(record, limits, _test_frames(test, child_frames, lines))
@@ -460,9 +463,9 @@ def judge_parent(plan: TestPlan, records: list[dict | None], process: dict, limi
             line = first.get("line") if type(first.get("line")) is int else None
             report = {"status": "failed", "part": part, "line": line, "line_source": text, "exception": exception,
                       "message": f"{PARSE_FAILURES[part]}: {exception} (line {line}{': ' + text if text else ''})"}
-        elif kind == "raised" and _frames(first.get("frames")) is not None:
+        elif kind == "raised" and valid_frames(first.get("frames")) is not None:
             frames = [[f[0], f[1], f[2], _line(plan.lines, f[1]) if f[0] == "<tests>" else f[3]]
-                      for f in _frames(first["frames"])]
+                      for f in valid_frames(first["frames"])]
             report = _raised(first, limits, frames)
         elif kind == "exit":
             code = str(first.get("code"))[:200]

@@ -77,8 +77,8 @@ def _load_shared() -> types.ModuleType:
 
 _shared = _load_shared()
 NotPlainData, ValueTooLarge = _shared.NotPlainData, _shared.ValueTooLarge
-describe, failure_report, safe_repr, user_frames = _shared.describe, _shared.failure_report, _shared.safe_repr, \
-    _shared.user_frames
+describe, failure_report, safe_repr = _shared.describe, _shared.failure_report, _shared.safe_repr
+user_frames, valid_frames = _shared.user_frames, _shared.valid_frames
 from_tree, to_tree = _shared.from_tree, _shared.to_tree
 
 CLONE_NEWNS = 0x00020000
@@ -406,11 +406,17 @@ def _program_main(payload: dict) -> None:
     _exit(0)
 
 
+MAX_RECORD_CHARS = 2_000_000  # one record on a channel (a value is at most 1,000,000 characters)
+
+
 def _read_lines(fd: int):
-    """Lines from ``fd`` until end of input."""
+    """Lines from ``fd`` until end of input; a line longer than ``MAX_RECORD_CHARS`` ends the input with None."""
     buffer = b""
     while True:
         while b"\n" not in buffer:
+            if len(buffer) > MAX_RECORD_CHARS:
+                yield None
+                return
             chunk = _read(fd, 1 << 16)
             if not chunk:
                 return
@@ -435,6 +441,8 @@ def _describe_name(namespace: dict, name: str) -> dict:
 def _serve(namespace: dict) -> None:
     """The harness mode: answer requests (describe names, call a function) until the harness is done."""
     for line in _read_lines(CHANNEL_FD):
+        if line is None:
+            return
         request = _loads(line)
         if request["op"] == "names":
             _send({"kind": "names", "names": {n: _describe_name(namespace, n) for n in request["names"]}})
@@ -538,11 +546,11 @@ class _Program:
         self.lines = _read_lines(CHANNEL_FD)
 
     def record(self) -> dict:
-        line = next(self.lines, None)
-        if line is None:
+        line = next(self.lines, b"")
+        if line == b"":
             raise _ProgramStopped({"status": "program_ended", "message": "the program process ended"})
         try:
-            record = json.loads(line)
+            record = json.loads(line) if line is not None else None
         except (ValueError, RecursionError):
             record = None
         if type(record) is not dict or type(record.get("kind")) is not str:
@@ -675,9 +683,7 @@ def _harness_failure(exc: BaseException, asserts: list[tuple[str, int, int, bool
         return {"status": "error", "message": str(exc)}
     record = getattr(exc, "__sandbox_record__", None)
     if record is not None:
-        program_frames = record.get("frames")
-        if type(program_frames) is list:
-            frames += [f for f in program_frames if type(f) is list and len(f) == 4]
+        frames += valid_frames(record.get("frames")) or []
         report = failure_report(str(record.get("exception"))[:2000], frames)
         limit = record.get("limit")
         return {**report, "limit": limit} if limit in ("memory", "output", "processes") else report
@@ -696,7 +702,10 @@ def _harness_failure(exc: BaseException, asserts: list[tuple[str, int, int, bool
 def _harness_judge(payload: dict, program: _Program) -> dict:
     """Run the tests against the program's functions; the report (status ``program_ended``: the caller
     knows how the program process ended, and says so)."""
-    first = program.record()
+    try:
+        first = program.record()
+    except _ProgramStopped as exc:
+        return exc.report
     if first["kind"] != "ready":
         return {"status": "program_record", "record": first}  # judged by the caller, as in the parent mode
     setup, tests = payload["setup"], payload["tests"]

@@ -37,7 +37,7 @@ class NotPlainData(TypeError):
     """A value is not plain data; ``type_name`` names the offending type."""
 
     def __init__(self, type_name: str):
-        super().__init__(f"the value is a {type_name} object, not plain data ({PLAIN_DESCRIPTION})")
+        super().__init__(f"the value is of type {type_name}, not plain data ({PLAIN_DESCRIPTION})")
         self.type_name = type_name
 
 
@@ -214,6 +214,17 @@ def user_frames(tb) -> list[list]:
     frames = [f for f in traceback.extract_tb(tb) if f.filename in SOURCE_PARTS]
     kept = [f for i, f in enumerate(frames) if f.filename == "<tests>" or i >= len(frames) - 5][-25:]
     return [[f.filename, f.lineno, f.name, (f.line or "").strip()] for f in kept]
+
+
+def valid_frames(value: Any) -> list[list] | None:
+    """Frames as an untrusted process sent them (``[filename, line, function, source]``), checked and cut to
+    size; None if they are not frames."""
+    if type(value) is not list or len(value) > 100:
+        return None
+    if not all(type(f) is list and len(f) == 4 and f[0] in SOURCE_PARTS and type(f[1]) is int
+               and type(f[2]) is str and type(f[3]) is str for f in value):
+        return None
+    return [[f[0], f[1], f[2][:200], f[3][:500]] for f in value]
 
 
 def failure_report(exception: str, frames: list[list], *, comparison: tuple[str, str, str] | None = None,

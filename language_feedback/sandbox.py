@@ -281,10 +281,15 @@ def _verdict(plan: TestPlan, data: bytes, reply: dict, limits: dict, stdout: str
             return ExecResult("error", f"the sandbox could not start the {role}: {process['start_error']}",
                               stdout, stderr, duration_s)
     records = parse_records(data)
-    if plan.mode == "parent":
-        report, judged_by = judge_parent(plan, records, program, limits), "parent"
-    else:
-        report, judged_by = judge_harness(records, harness, program, limits), "trusted_harness"
+    judged_by = "parent" if plan.mode == "parent" else "trusted_harness"
+    try:
+        if plan.mode == "parent":
+            report = judge_parent(plan, records, program, limits)
+        else:
+            report = judge_harness(records, harness, program, limits)
+    except Exception as exc:  # noqa: BLE001 - records are untrusted data: whatever they hold, the batch goes on
+        # Not "error": a program must not be able to turn its own failure into a result a reward skips.
+        report = {"status": "crashed", "message": f"the program's records could not be judged ({exc!r:.300})"}
     values = {k: v for k, v in bounded(report).items() if k in _RESULT_FIELDS}
     return ExecResult(**values, stdout=stdout, stderr=stderr, duration_s=duration_s, judged_by=judged_by)
 

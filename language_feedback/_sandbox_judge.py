@@ -267,6 +267,10 @@ class _Planner:
         self.tests.append(ParentTest(segment, frames, op, negated, tuple(sides), remote, message))
 
     def remote_expression(self, node: ast.expr, rename: tuple[str, str] | None) -> tuple[str, int]:
+        if not _is_call_with_inputs(node):
+            # e.g. `abs(f(x) - 0.3)`: part of the expected value (0.3) would enter the program process,
+            # and the program could shadow `abs`; the trusted harness runs such tests.
+            raise _Harness("an expression that is not a call with its inputs")
         used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
         if used & self.env.keys():
             raise _Harness("an expression using a name the tests define")  # the program process does not have it
@@ -314,6 +318,26 @@ class _Planner:
               and node.value.id in self.pytest):
             return _approx()
         raise _NotData
+
+
+def _is_call_with_inputs(node: ast.expr) -> bool:
+    """``f(inputs)`` (arguments without calls), or a one-argument wrapper of such a call (``int(f(x))``).
+
+    These are the expressions the program process may evaluate: none can carry a value to compare with
+    (a wrapper taking a second argument, such as ``math.isclose(f(x), y)``, could).
+    """
+    if not isinstance(node, ast.Call) or not _is_dotted_name(node.func):
+        return False
+    if len(node.args) == 1 and not node.keywords and isinstance(node.args[0], ast.Call):
+        return _is_call_with_inputs(node.args[0])
+    inputs = [*node.args, *(k.value for k in node.keywords)]
+    return not any(isinstance(n, ast.Call) for arg in inputs for n in ast.walk(arg))
+
+
+def _is_dotted_name(node: ast.expr) -> bool:
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name)
 
 
 def _approx() -> Callable:

@@ -5,7 +5,8 @@ nowhere in it) and tries one way to make the verdict say "passed" anyway: values
 or reporting success early, patching what the tests or the harness look up, reaching the harness's state,
 reading the expected values, breaking the value channel or the proxy protocol. Each runs against the two
 ways the sandbox judges: asserts judged in the caller (``judged_by="parent"``) and tests run by the trusted
-harness (``judged_by="trusted_harness"``). An attack must end as a real failure of the program: "failed",
+harness (``judged_by="trusted_harness"``: a loop with a generator and a mutable argument, and tolerance asserts
+that look like the first kind but compute with the value). An attack must end as a real failure of the program: "failed",
 "crashed", "timeout" or "resource_limit", never "passed" and never "error" (which a reward may skip).
 The controls (honest programs in the same styles) must pass in both modes.
 """
@@ -50,7 +51,15 @@ def check(candidate):
 check(add)
 """
 
-MODES = {"parent": PARENT_TESTS, "trusted_harness": HARNESS_TESTS}
+# Tolerances computed from the value: they look like MBPP asserts but must go to the trusted harness.
+TOLERANCE_TESTS = """\
+assert abs(add(0.5, 0.25) - 0.75) < 1e-9
+assert abs(add(1, 2) - 3) < 1e-9
+"""
+
+# test style -> (tests, which side must judge them)
+MODES = {"parent": (PARENT_TESTS, "parent"), "harness": (HARNESS_TESTS, "trusted_harness"),
+         "tolerance": (TOLERANCE_TESTS, "trusted_harness")}
 
 # Finds answers the way a forging program would: any text that looks like the tests, anywhere it can look.
 FIND_ANSWERS = r'''
@@ -500,6 +509,11 @@ ATTACKS: dict[str, str] = {
 }
 
 
+# Attacks aimed at one test style only (this one is right about numbers; it cheats with a list argument).
+ONLY_IN = {"mutate_the_arguments": ("parent", "harness")}
+RUNS = [(name, mode) for name in sorted(ATTACKS) for mode in MODES if mode in ONLY_IN.get(name, MODES)]
+
+
 def program(name: str) -> str:
     return textwrap.dedent(ATTACKS[name]).replace("{pid}", str(os.getpid()))
 
@@ -507,24 +521,21 @@ def program(name: str) -> str:
 @pytest.fixture(scope="module")
 def attack_results():
     """Every attack in both modes, run as one batch (the way a training loop runs them)."""
-    names = sorted(ATTACKS)
-    jobs = [SandboxJob(program(name), tests) for name in names for tests in MODES.values()]
-    results = run_programs(jobs, workers=2, limits=LIMITS, progress=False)
-    return {(name, mode): r for (name, mode), r in zip([(n, m) for n in names for m in MODES], results)}
+    jobs = [SandboxJob(program(name), MODES[mode][0]) for name, mode in RUNS]
+    return dict(zip(RUNS, run_programs(jobs, workers=2, limits=LIMITS, progress=False)))
 
 
 def test_there_are_enough_attacks():
     assert len(ATTACKS) >= 25
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("name", sorted(ATTACKS))
+@pytest.mark.parametrize(("name", "mode"), RUNS)
 def test_attack_does_not_pass(attack_results, name, mode):
     result = attack_results[(name, mode)]
     assert "does not parse" not in result.message  # the attack itself ran
     assert result.status in ("failed", "crashed", "timeout", "resource_limit"), (result.status, result.message)
     assert result.tests_passed < result.tests_total
-    assert result.judged_by == mode
+    assert result.judged_by == MODES[mode][1]
 
 
 def test_nothing_ran_on_the_trusted_side(attack_results):
@@ -539,9 +550,9 @@ def test_what_the_attacks_are_told(attack_results):
     assert int_subclass.exception.startswith("TypeError: the value is of type Int, not plain data")
     huge = attack_results[("huge_value", "parent")]
     assert huge.exception.startswith("ValueError: the value is too large to judge")
-    exited = attack_results[("os_exit_0_at_import", "trusted_harness")]
+    exited = attack_results[("os_exit_0_at_import", "harness")]
     assert exited.status == "crashed" and "exited with code 0 before the tests finished" in exited.message
-    mutated = attack_results[("mutate_the_arguments", "trusted_harness")]
+    mutated = attack_results[("mutate_the_arguments", "harness")]
     assert mutated.failed_test == "assert candidate(xs, [3]) == xs + [3]"
     assert (mutated.actual, mutated.expected) == ("[3]", "[1, 2, 3]")  # the tests' list was not emptied
 
@@ -578,18 +589,20 @@ NESTED_EXPECTED = ("{'square': [(0, 0), (0, 2), (2, 2), (2, 0)], 'sides': {4}, '
                    "'nested': [[1, [2, (3, frozenset({4}))]], {'k': None}], 'count': {'a': 2, 'b': 1}}")
 NESTED_TESTS = {
     "parent": f"assert shapes(2) == {NESTED_EXPECTED}\n",
-    "trusted_harness": f"for n in [2]:\n    assert shapes(n) == {NESTED_EXPECTED}\n",
+    "harness": f"for n in [2]:\n    assert shapes(n) == {NESTED_EXPECTED}\n",
+    "tolerance": "assert len(shapes(2)) - 5 < 1e-9\n",
 }
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_controls_pass(mode):
+    tests, judge = MODES[mode]
     names = sorted(CONTROLS)
-    jobs = [SandboxJob(textwrap.dedent(CONTROLS[n]), MODES[mode]) for n in names]
+    jobs = [SandboxJob(textwrap.dedent(CONTROLS[n]), tests) for n in names]
     jobs.append(SandboxJob(NESTED_PROGRAM, NESTED_TESTS[mode]))
     results = run_programs(jobs, workers=2, limits=LIMITS, progress=False)
     for name, result in zip([*names, "nested_containers"], results):
         assert result.passed, (name, result.message)
-        assert result.judged_by == mode and result.tests_passed == result.tests_total >= 1
-    calls = {"parent": 5, "trusted_harness": 10}[mode]  # add() calls the tests make
+        assert result.judged_by == judge and result.tests_passed == result.tests_total >= 1
+    calls = {"parent": 5, "harness": 10, "tolerance": 2}[mode]  # add() calls the tests make
     assert results[names.index("prints_a_lot")].stdout.count("working on it") == 500 * calls

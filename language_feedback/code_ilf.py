@@ -368,13 +368,16 @@ class CodeILF:
             model, tokenizer = self._model(c.policy_model)
             rows = sample_and_test(model, tokenizer, problems, num_samples=c.num_drafts,
                                    temperature=c.draft_temperature, seed=c.seed + 1, **self._sample_kwargs())
-        failing = list({(str(r["task_id"]), r["program"]): r for r in rows if not r["passed"]}.values())
+        # "error": the sandbox could not judge the program (e.g. tests that do not parse); not a failing program.
+        failing = list({(str(r["task_id"]), r["program"]): r for r in rows
+                        if not r["passed"] and r["status"] != "error"}.values())
         if self.is_main:
             write_jsonl_atomic(out / "drafts.jsonl", rows)
             write_jsonl_atomic(out / "failing.jsonl", failing)
             write_json_atomic(out / "summary.json", {
                 "source": "annotations" if c.feedback_source == "human" else "policy samples",
                 "n_programs": len(rows), "n_passing": sum(r["passed"] for r in rows),
+                "n_errors": sum(r["status"] == "error" for r in rows),
                 "n_failing_distinct": len(failing), "missing_task_ids": missing,
             })
 

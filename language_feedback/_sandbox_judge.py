@@ -20,6 +20,7 @@ import builtins
 import copy
 import json
 import operator
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -72,7 +73,8 @@ class ParentTest:
 class TestPlan:
     """How a job's tests are judged: ``mode`` is "parent", "trusted_harness", or "error" (``error`` says why,
     ``error_part`` names the part that is wrong). ``program_names`` are the names the harness takes from the
-    program; ``lines`` the lines of the tests, for reports."""
+    program; ``lines`` the lines of the tests, for reports; ``program_must_define`` the builtin names the parent
+    mode takes as functions under test (see :meth:`for_program`)."""
 
     __test__ = False  # not a pytest test class
 
@@ -83,6 +85,15 @@ class TestPlan:
     error: str = ""
     error_part: str = ""
     lines: tuple[str, ...] = ()
+    program_must_define: frozenset[str] = frozenset()
+
+    def for_program(self, program: str) -> TestPlan:
+        """This plan, or the trusted harness's if the parent mode needs the program to define a function with
+        the name of a builtin (``sum``) and it does not."""
+        if self.mode != "parent" or not self.program_must_define or \
+                self.program_must_define <= _top_level_definitions(program, self.program_must_define):
+            return self
+        return TestPlan("trusted_harness", program_names=self.program_names, lines=self.lines)
 
 
 class _Harness(Exception):
@@ -113,10 +124,11 @@ def plan_tests(tests: str, setup: str = "") -> TestPlan:
     if isinstance(tree, str):
         return TestPlan("error", error=tree, error_part="tests")
     lines = tuple(tests.splitlines())
+    program_names = _program_names(tree)
     try:
-        return _Planner(tests, lines).plan(tree)
+        return _Planner(tests, lines, _stored_names(setup_tree), program_names).plan(tree)
     except _Harness:
-        return TestPlan("trusted_harness", program_names=_program_names(tree), lines=lines)
+        return TestPlan("trusted_harness", program_names=program_names, lines=lines)
     except RecursionError:
         return TestPlan("error", error="the tests are nested too deeply to judge", error_part="tests")
 
@@ -161,8 +173,9 @@ class _Rename(ast.NodeTransformer):
 class _Planner:
     """Walks the tests in order; raises :class:`_Harness` at the first thing the parent mode cannot judge."""
 
-    def __init__(self, source: str, lines: tuple[str, ...]):
-        self.source, self.lines = source, lines
+    def __init__(self, source: str, lines: tuple[str, ...], setup_names: set[str], program_names: tuple[str, ...]):
+        self.source, self.lines, self.setup_names, self.program_names = source, lines, setup_names, program_names
+        self.program_must_define: set[str] = set()
         self.env: dict[str, tuple[Any]] = {}  # names the tests bound to data: name -> (value,)
         self.imported: set[str] = set()  # names bound by the tests' imports (the program process runs these)
         self.approx: set[str] = set()  # names bound to pytest.approx, and to pytest
@@ -182,7 +195,8 @@ class _Planner:
                 self.call_check(stmt)
             else:
                 self.statement(stmt, frames=(), rename=None)
-        return TestPlan("parent", tests=tuple(self.tests), prelude=tuple(self.prelude), lines=self.lines)
+        return TestPlan("parent", tests=tuple(self.tests), prelude=tuple(self.prelude), lines=self.lines,
+                        program_names=self.program_names, program_must_define=frozenset(self.program_must_define))
 
     def add_check(self, node: ast.FunctionDef) -> None:
         args = node.args
@@ -267,16 +281,43 @@ class _Planner:
         self.tests.append(ParentTest(segment, frames, op, negated, tuple(sides), remote, message))
 
     def remote_expression(self, node: ast.expr, rename: tuple[str, str] | None) -> tuple[str, int]:
-        if not _is_call_with_inputs(node):
-            # e.g. `abs(f(x) - 0.3)`: part of the expected value (0.3) would enter the program process,
-            # and the program could shadow `abs`; the trusted harness runs such tests.
-            raise _Harness("an expression that is not a call with its inputs")
-        used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-        if used & self.env.keys():
-            raise _Harness("an expression using a name the tests define")  # the program process does not have it
+        """The source and line of an expression for the program process to evaluate: a call to the function
+        under test (any arguments: they are its inputs), possibly inside one-argument wrappers (``int(f(x))``).
+
+        Anything else could carry part of the expected value into the program process, with a function the
+        program can replace: ``abs(f(x) - 0.3)``, ``math.isclose(f(x), 0.3)``, ``round(f(x), 2)``. The trusted
+        harness runs those tests.
+        """
         if rename is not None:
             node = _Rename(*rename).visit(copy.deepcopy(node))
+        self.call_under_test(node, rename[1] if rename else None)
+        if {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} & self.env.keys():
+            raise _Harness("an expression using a name the tests define")  # the program process does not have it
         return ast.unparse(node), node.lineno
+
+    def call_under_test(self, node: ast.expr, candidate: str | None) -> None:
+        """Check that ``node`` calls the function under test, inside one-argument wrappers at most."""
+        while isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else None
+            wrapper = len(node.args) == 1 and not node.keywords and isinstance(node.args[0], ast.Call)
+            bound_elsewhere = name is None or name in self.env or name in self.imported or name in self.checks \
+                or name in self.setup_names
+            if name is not None and name == candidate:
+                return
+            if not bound_elsewhere and not hasattr(builtins, name):
+                return  # a function of the program (or not defined at all: then it fails as in Python)
+            if wrapper:
+                node = node.args[0]
+                continue
+            calls_inside = any(isinstance(n, ast.Call) for arg in (*node.args, *(k.value for k in node.keywords))
+                               for n in ast.walk(arg))
+            if not bound_elsewhere and not calls_inside:
+                # MBPP's `sum(10, 15)`: the program's own `sum`, if it defines one. Not `abs(f(x) - 0.3)`,
+                # `round(f(x), 2)`: those apply the builtin to the value under test.
+                self.program_must_define.add(name)
+                return
+            break
+        raise _Harness("an expression that is not a call to the function under test")
 
     def data(self, node: ast.expr) -> Any:
         """The value of ``node`` if it is data the caller can evaluate without running any test code."""
@@ -320,24 +361,10 @@ class _Planner:
         raise _NotData
 
 
-def _is_call_with_inputs(node: ast.expr) -> bool:
-    """``f(inputs)`` (arguments without calls), or a one-argument wrapper of such a call (``int(f(x))``).
-
-    These are the expressions the program process may evaluate: none can carry a value to compare with
-    (a wrapper taking a second argument, such as ``math.isclose(f(x), y)``, could).
-    """
-    if not isinstance(node, ast.Call) or not _is_dotted_name(node.func):
-        return False
-    if len(node.args) == 1 and not node.keywords and isinstance(node.args[0], ast.Call):
-        return _is_call_with_inputs(node.args[0])
-    inputs = [*node.args, *(k.value for k in node.keywords)]
-    return not any(isinstance(n, ast.Call) for arg in inputs for n in ast.walk(arg))
-
-
-def _is_dotted_name(node: ast.expr) -> bool:
-    while isinstance(node, ast.Attribute):
-        node = node.value
-    return isinstance(node, ast.Name)
+def _top_level_definitions(program: str, names: frozenset[str]) -> set[str]:
+    """Which of ``names`` the program defines at top level (``def`` or ``class`` at the start of a line)."""
+    pattern = r"^(?:async[ \t]+def|def|class)[ \t]+(" + "|".join(map(re.escape, sorted(names))) + r")\b"
+    return set(re.findall(pattern, program, flags=re.MULTILINE))
 
 
 def _approx() -> Callable:

@@ -90,6 +90,10 @@ MS_PRIVATE = 1 << 18
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 # World-writable places a program could leave files in; in its mount namespace each is its work dir.
 SHARED_WRITABLE_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/run/shm")
+# The top-level directories a program sees; every other one is an empty tmpfs in its mount namespace, with
+# only the interpreter's directories bound back.
+VISIBLE_TOP_DIRS = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin",
+                              "sys", "tmp", "usr", "var"})
 PR_SET_KEEPCAPS = 8
 CAP_DAC_READ_SEARCH = 2
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -139,8 +143,8 @@ def _mount(source: str | None, target: str, flags: int, fstype: str | None = Non
 
 
 def _private_mounts(workdir: str) -> None:
-    """In a new mount namespace, put the work dir over every shared world-writable directory, and hide
-    the closed directories the interpreter lives under except for the interpreter's own directories."""
+    """In a new mount namespace, put the work dir over every shared world-writable directory, and cover the
+    directories of ``_covered_dirs`` with an empty tmpfs but for the interpreter's own directories."""
     _unshare(CLONE_NEWNS)
     _mount(None, "/", MS_REC | MS_PRIVATE)  # nothing done here propagates to the host
     # Through fds: once a directory is covered, the paths below it no longer resolve.
@@ -161,24 +165,40 @@ def _private_mounts(workdir: str) -> None:
             os.close(kept_fd)
 
 
-def _closed_ancestors(paths: list[str]) -> tuple[dict[str, list[str]], bool]:
-    """Directories others may not enter above the interpreter's directories, each with the directories
-    below it to keep visible; and whether every closed directory is of that kind (True) or some could not
-    be opened this way (a closed directory between a covered one and a kept path, or a kept path itself)."""
+def _covered_dirs(paths: list[str], *, hide_data: bool) -> tuple[dict[str, list[str]], bool]:
+    """Directories to cover with an empty tmpfs in a program's mount namespace, each with the interpreter's
+    directories below it to bind back; and whether the interpreter's directories are then all readable.
+
+    Covered: with ``hide_data``, every top-level directory but the system ones (``VISIBLE_TOP_DIRS``), since
+    /home, /root, /srv, /opt, /mnt, /work... hold people's files, checkouts and data sets (with the answers to
+    the tests); and every directory others may not enter above an interpreter directory (pyenv under /root).
+    Readable is False when a closed directory is in the way that covering cannot open (a closed directory
+    between a covered one and an interpreter directory in a system directory, or the directory itself).
+    """
     covered: dict[str, list[str]] = {}
-    fixable = True
+    if hide_data:
+        covered = {entry.path: [] for entry in os.scandir("/")
+                   if entry.name not in VISIBLE_TOP_DIRS and entry.is_dir(follow_symlinks=False)}
+    readable = True
     for path in sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)}):
         parts = path.split(os.sep)
         chain = [os.sep + os.path.join(*parts[1:i]) if i > 1 else os.sep for i in range(1, len(parts) + 1)]
-        closed = [d for d in chain if not os.stat(d).st_mode & 0o001]
-        if not closed:
+        top = chain[1] if len(chain) > 1 else None
+        if top in covered and path != top:
+            # Below a covered top-level directory the tmpfs stands in for every directory above the path.
+            closed = [] if os.stat(path).st_mode & 0o001 else [path]
+            cover = top
+        else:
+            closed = [d for d in chain if not os.stat(d).st_mode & 0o001]
+            if not closed:
+                continue
+            cover = closed[0]
+        if closed and (closed[-1] == path or len(closed) > 1):
+            readable = False
             continue
-        if len(closed) > 1 or closed[0] == path:
-            fixable = False
-            continue
-        if not any(path.startswith(kept + os.sep) for kept in covered.get(closed[0], [])):
-            covered.setdefault(closed[0], []).append(path)
-    return covered, fixable
+        if not any(path.startswith(kept + os.sep) for kept in covered.get(cover, [])):
+            covered.setdefault(cover, []).append(path)
+    return {d: kept for d, kept in covered.items() if d != "/" and d not in kept}, readable
 
 
 def _unshare(flags: int) -> None:
@@ -194,11 +214,6 @@ def _keep_only_capability(cap: int) -> None:
     if _libc.capset(ctypes.byref(header), data) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"capset: {os.strerror(err)}")
-
-
-# ------------------------------------------------------------------------------------------------
-# Inside the program process: run setup, program and tests, and report how it went
-# ------------------------------------------------------------------------------------------------
 
 
 # ------------------------------------------------------------------------------------------------
@@ -384,11 +399,13 @@ def _program_main(payload: dict) -> None:
         if error is not None:
             raise error
     except BaseException as exc:  # noqa: BLE001 - every failure of the program is a record
+        _flush_output()  # what it printed before failing is part of the result
         _send(_raised_record(exc))
         _exit(0)
     _send({"kind": "ready"})
     if payload["mode"] == "harness":
         _serve(namespace)
+        _flush_output()
         _exit(0)
     for code in expressions:
         try:
@@ -398,6 +415,7 @@ def _program_main(payload: dict) -> None:
                 raise error
             record = _value_record(value)
         except BaseException as exc:  # noqa: BLE001
+            _flush_output()
             record = _raised_record(exc)
         _send(record)
         if record["kind"] == "exit":
@@ -457,6 +475,7 @@ def _serve(namespace: dict) -> None:
                 raise error
             record = _value_record(value)
         except BaseException as exc:  # noqa: BLE001
+            _flush_output()
             record = _raised_record(exc)
         _send(record)
         if record["kind"] == "exit":
@@ -926,8 +945,10 @@ def _setup_isolation(privileged_layers: bool) -> dict:
                  "separate_uid": use_root}
     _state["writable_dirs"] = [d for d in SHARED_WRITABLE_DIRS if os.path.isdir(d) and not os.path.islink(d)]
     interpreter_dirs = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path]
-    covered, fixable = _closed_ancestors(interpreter_dirs)
-    _state["covered"] = covered
+    # Cover what can be covered: data directories and closed ones, else closed ones only, else nothing.
+    options = [_covered_dirs(interpreter_dirs, hide_data=True), _covered_dirs(interpreter_dirs, hide_data=False)]
+    options.append(({}, not options[1][0] and options[1][1]))
+    _state["covered"], readable = options[0]
     if use_root:
         try:
             _unshare(CLONE_NEWNET)  # a namespace with only a loopback device that is down
@@ -936,16 +957,17 @@ def _setup_isolation(privileged_layers: bool) -> dict:
             pass
         _state["own_pid_namespace"] = os.open("/proc/self/ns/pid", os.O_RDONLY)
         isolation["pid_namespace"] = _probe_pid_namespace()
-        isolation["mount_namespace"] = _probe_mount_namespace()
-        if not isolation["mount_namespace"] and covered:  # perhaps only covering the closed directories failed
-            _state["covered"] = {}
+        for _state["covered"], readable in options:
             isolation["mount_namespace"] = _probe_mount_namespace()
-    # Without covered closed directories, the program needs CAP_DAC_READ_SEARCH to import modules.
-    _state["needs_read_capability"] = use_root and (not fixable or (bool(covered) and not _state["covered"]))
+            if isolation["mount_namespace"]:
+                break
+    # When the interpreter's directories are not all readable, the program needs CAP_DAC_READ_SEARCH to import.
+    _state["needs_read_capability"] = use_root and not readable
     isolation["reads_private_files"] = _state["needs_read_capability"]
-    isolation["hidden_dirs"] = sorted(_state["covered"]) if use_root else []  # closed dirs covered by a tmpfs
+    covered = _state["covered"] if use_root and isolation["mount_namespace"] else {}
+    isolation["hidden_dirs"] = sorted(covered)  # directories programs see as an empty tmpfs...
+    isolation["bound_dirs"] = sorted(p for kept in covered.values() for p in kept)  # ...but for these
     return isolation
-
 
 
 def main() -> None:

@@ -6,8 +6,10 @@ here) a program gets: a PID namespace of its own (everything it forks dies with 
 namespace without interfaces, a unique unprivileged uid (so RLIMIT_NPROC holds and nothing outside
 its work dir can be written or signalled), rlimits on address space, CPU time, output/file size and
 processes, a wall-clock timeout, a fresh temporary working directory (removed afterwards) that is
-also its /tmp, /var/tmp and /dev/shm (a mount namespace), and an environment without the caller's
-variables. :func:`sandbox_isolation` reports which layers are on.
+also its /tmp, /var/tmp and /dev/shm, a view of the file system without the directories where people's
+files and data sets live (/home, /root, /srv, /opt, /work... are empty but for the interpreter's own
+directories; both through a mount namespace), and an environment without the caller's variables.
+:func:`sandbox_isolation` reports which layers are on.
 
 The verdict is decided where no program code runs. Tests of the form ``assert CALL <op> EXPECTED`` (nearly
 all of MBPP, most HumanEval ``check(candidate)`` bodies, ``pytest.approx`` included) are judged in this
@@ -192,7 +194,7 @@ class _SandboxServer:
 
     def run(self, job: SandboxJob, limits: SandboxLimits) -> ExecResult | None:
         """The job's result, or None if this server failed (it is then closed)."""
-        plan = plan_tests(job.tests, job.setup)
+        plan = plan_tests(job.tests, job.setup).for_program(job.program)
         if plan.mode == "error":
             return ExecResult("error", plan.error, "", "", 0.0, part=plan.error_part)
         mode = "parent" if plan.mode == "parent" else "harness"
@@ -338,10 +340,12 @@ def sandbox_isolation() -> dict[str, Any]:
 
     Keys: ``root``, ``network_namespace``, ``pid_namespace``, ``mount_namespace``, ``separate_uid`` (bools),
     ``reads_private_files`` (True only when programs keep CAP_DAC_READ_SEARCH because the interpreter's
-    closed directories could not be covered) and ``hidden_dirs`` (closed directories above the interpreter
-    that programs see as empty but for the interpreter's own directories). Without the namespaces the
-    sandbox falls back to a new session killed as a whole and a Python-level refusal of sockets, which a
-    program calling libc directly could get around.
+    closed directories could not be covered), ``hidden_dirs`` (directories programs see as empty: every
+    top-level directory but the system ones -- /home, /root, /srv, /opt, /work..., where people's files and
+    data sets with the tests' answers live -- and closed directories above the interpreter) and ``bound_dirs``
+    (the interpreter's directories inside them, which programs do see). Without the namespaces the sandbox
+    falls back to a new session killed as a whole and a Python-level refusal of sockets, which a program
+    calling libc directly could get around, and programs run as the caller's user.
     """
     server = _POOL.take()
     try:

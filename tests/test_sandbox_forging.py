@@ -266,6 +266,16 @@ ATTACKS: dict[str, str] = {
         def add(a, b):
             return 0
         """),
+    "define_the_builtins_the_tests_use": """
+        def abs(x):
+            return 0
+        def round(x, digits=0):
+            return 0.75
+        def all(iterable):
+            return True
+        def add(a, b):
+            return 0
+        """,
     "patch_the_builtins_module": attack(ANYTHING, """
         import builtins
         builtins.abs = lambda x: 0

@@ -29,6 +29,8 @@ LIMITS = SandboxLimits(timeout_s=20, memory_mb=256)
         ("import math\nassert math.isclose(f(1), 0.3)\n", "trusted_harness"),
         ("assert round(f(1), 2) == 0.3\n", "trusted_harness"),
         ("assert f(1)[0] == 0.3\n", "trusted_harness"),
+        ("assert f([Pair(1, 2), Pair(3, 4)], 2) == 1\nassert f(g(3)) == 2\n", "parent"),  # f's inputs
+        ("from math import isclose\nassert isclose(f(1), 0.3)\n", "trusted_harness"),  # bound by the tests
         ("assert f(1) == g(1)\n", "trusted_harness"),
         ("import math\nassert f(1) == math.sqrt(2)\n", "trusted_harness"),
         ("X = [1]\nassert f(X) == 1\n", "trusted_harness"),  # the program process does not have X
@@ -38,6 +40,23 @@ LIMITS = SandboxLimits(timeout_s=20, memory_mb=256)
 )
 def test_which_tests_the_caller_judges(tests, mode):
     assert plan_tests(tests).mode == mode
+
+
+def test_which_function_is_under_test():
+    """The program process may evaluate a call to the program's function, not to one the tests or the setup
+    code provide (the program could replace it, and its arguments may hold the expected value)."""
+    assert plan_tests("assert close(f(1), 0.3)\n", "def close(a, b):\n    return abs(a - b) < 1e-6\n").mode == \
+        "trusted_harness"
+    plan = plan_tests("assert sum(10, 15) == 6\n")  # MBPP 126: the function under test is called `sum`
+    assert plan.mode == "parent" and plan.program_must_define == {"sum"}
+    assert plan.for_program("def sum(a, b):\n    return 6\n").mode == "parent"
+    assert plan.for_program("x = 1  # def sum(a, b)\ndef summary():\n    pass\n").mode == "trusted_harness"
+    assert plan_tests("assert abs(f(1) - 0.3) < 1e-6\n").for_program("def abs(x):\n    return 0\n").mode == \
+        "trusted_harness"  # a program's `abs` does not make a tolerance a call under test
+    ran = run_programs([SandboxJob("def sum(a, b):\n    return a + b - 19\n", "assert sum(10, 15) == 6\n"),
+                        SandboxJob("pass\n", "assert sum(10, 15) == 6\n")], limits=LIMITS, progress=False)
+    assert [(r.status, r.judged_by) for r in ran] == [("passed", "parent"), ("failed", "trusted_harness")]
+    assert ran[1].exception.startswith("TypeError")  # the builtin sum, as in plain Python
 
 
 def test_the_program_process_gets_no_expected_value():

@@ -126,27 +126,28 @@ def plan_tests(tests: str, setup: str = "") -> TestPlan:
     lines = tuple(tests.splitlines())
     program_names = _program_names(tree)
     try:
-        return _Planner(tests, lines, _stored_names(setup_tree), program_names).plan(tree)
+        return _Planner(tests, lines, _names(setup_tree)[1], program_names).plan(tree)
     except _Harness:
         return TestPlan("trusted_harness", program_names=program_names, lines=lines)
     except RecursionError:
         return TestPlan("error", error="the tests are nested too deeply to judge", error_part="tests")
 
 
-def _stored_names(tree: ast.AST) -> set[str]:
-    names = set()
+def _names(tree: ast.AST) -> tuple[set[str], set[str]]:
+    """(names loaded, names bound) anywhere in ``tree``, in one walk."""
+    loaded, bound = set(), set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
-            names.add(node.id)
+        if isinstance(node, ast.Name):
+            (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
+            bound.add(node.name)
         elif isinstance(node, ast.arg):
-            names.add(node.arg)
+            bound.add(node.arg)
         elif isinstance(node, ast.alias):
-            names.add((node.asname or node.name).partition(".")[0])
+            bound.add((node.asname or node.name).partition(".")[0])
         elif isinstance(node, ast.ExceptHandler) and node.name:
-            names.add(node.name)
-    return names
+            bound.add(node.name)
+    return loaded, bound
 
 
 def _program_names(tree: ast.Module) -> tuple[str, ...]:
@@ -155,11 +156,10 @@ def _program_names(tree: ast.Module) -> tuple[str, ...]:
     Builtins keep their builtin meaning (a program that redefines ``abs`` does not change the tests' ``abs``),
     except a name passed at top level to a test function (``check(sum)``): that is the function under test.
     """
-    loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    loaded, bound = _names(tree)
     under_test = {arg.id for stmt in tree.body if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
                   for arg in stmt.value.args if isinstance(arg, ast.Name)}
-    free = loaded - _stored_names(tree)
-    return tuple(sorted(n for n in free if n in under_test or not hasattr(builtins, n)))
+    return tuple(sorted(n for n in loaded - bound if n in under_test or not hasattr(builtins, n)))
 
 
 class _Rename(ast.NodeTransformer):
@@ -236,6 +236,16 @@ class _Planner:
         else:
             raise _Harness(f"a {type(stmt).__name__} statement")
 
+    def segment(self, node: ast.AST) -> str:
+        """The source text of ``node`` (as ``ast.get_source_segment``, without splitting the source again)."""
+        first, last = node.lineno - 1, node.end_lineno - 1
+        if not (0 <= first <= last < len(self.lines)):
+            return ast.unparse(node)
+        text = [line.encode() for line in self.lines[first:last + 1]]  # column offsets count UTF-8 bytes
+        text[-1] = text[-1][: node.end_col_offset]
+        text[0] = text[0][node.col_offset:]
+        return b"\n".join(text).decode(errors="replace")
+
     def add_import(self, stmt: ast.Import | ast.ImportFrom) -> None:
         for alias in stmt.names:
             bound = alias.asname or alias.name.partition(".")[0]
@@ -277,7 +287,7 @@ class _Planner:
                     raise _Harness("both sides of a comparison need evaluating") from None
                 remote = self.remote_expression(operand, rename)
                 sides.append(None)
-        segment = " ".join((ast.get_source_segment(self.source, node) or ast.unparse(node)).split())
+        segment = " ".join(self.segment(node).split())
         self.tests.append(ParentTest(segment, frames, op, negated, tuple(sides), remote, message))
 
     def remote_expression(self, node: ast.expr, rename: tuple[str, str] | None) -> tuple[str, int]:
@@ -291,9 +301,9 @@ class _Planner:
         if rename is not None:
             node = _Rename(*rename).visit(copy.deepcopy(node))
         self.call_under_test(node, rename[1] if rename else None)
-        if {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} & self.env.keys():
+        if self.env and _names(node)[0] & self.env.keys():
             raise _Harness("an expression using a name the tests define")  # the program process does not have it
-        return ast.unparse(node), node.lineno
+        return (ast.unparse(node) if rename is not None else self.segment(node)), node.lineno
 
     def call_under_test(self, node: ast.expr, candidate: str | None) -> None:
         """Check that ``node`` calls the function under test, inside one-argument wrappers at most."""

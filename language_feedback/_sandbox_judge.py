@@ -4,13 +4,14 @@
 ``assert EXPR <op> EXPR``, ``assert EXPR`` or ``assert not EXPR`` (at top level, or in a HumanEval-style
 ``def check(candidate)`` called as ``check(f)``), where one side is data the caller can evaluate itself
 (a literal, ``tuple``/``list``/``set``/``frozenset``/``float`` of one, ``pytest.approx`` of one, or a name the
-tests bound to one) and the other side is any expression, are judged here, in the *parent* mode: the program
-process gets the program, the setup code, the tests' imports and each test's other side (the call with its
-inputs, ``candidate`` renamed to the function under test), evaluates it and sends its value back as data
-(:mod:`language_feedback._sandbox_shared`); :func:`judge_parent` compares it with the test's operator. The
-expected side never leaves this process. Every other test source (loops, helpers, tolerances computed from
-the value, two sides that both need evaluating...) goes to the *trusted harness*, a separate process that runs
-the tests with the program's functions replaced by proxies (see ``_sandbox_server.py``).
+tests bound to one) and the other side is a call to the function under test with its inputs (at most inside
+one-argument wrappers such as ``int(f(x))``), are judged here, in the *parent* mode: the program process gets
+the program, the setup code, the tests' imports and each call (``candidate`` renamed to the function under
+test), evaluates it and sends its value back as data (:mod:`language_feedback._sandbox_shared`);
+:func:`judge_parent` compares it with the test's operator. The expected side never leaves this process. Every
+other test source (loops, helpers, tolerances computed from the value, two sides that both need evaluating...)
+goes to the *trusted harness*, a separate process that runs the tests with the program's functions replaced by
+proxies (see ``_sandbox_server.py``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ PARSE_FAILURES = {"setup": "the test setup code does not parse", "program": "the
                   "tests": "the tests do not parse"}
 OUTPUT_LIMIT = "output limit of {max_output_bytes} bytes exceeded (stdout, stderr or a file)"
 MAX_RECORD_CHARS = 2_000_000  # one record on the value channel (a value is at most 1,000,000 characters)
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ def plan_tests(tests: str, setup: str = "") -> TestPlan:
     tree = _parse("tests", tests)
     if isinstance(tree, str):
         return TestPlan("error", error=tree, error_part="tests")
-    lines = tuple(tests.splitlines())
+    lines = tuple(_LINE_BREAKS.split(tests))  # as the tokenizer counts lines (str.splitlines also splits at \f)
     program_names = _program_names(tree)
     try:
         return _Planner(tests, lines, _names(setup_tree)[1], program_names).plan(tree)

@@ -83,6 +83,13 @@ def test_every_test_is_counted_and_the_first_failure_reported():
     assert (raised.tests_passed, raised.tests_total) == (1, 2)  # the second test still ran
 
 
+def test_asserts_are_cut_from_the_tests_where_python_sees_them():
+    tests = 'assert f("a\x0cb\u2028c") == 5\r\nassert f(\n    "x"\n) == 1\nassert f("yz") == 3\n'
+    result = run_program("def f(s):\n    return len(s)\n", tests, limits=LIMITS)
+    assert (result.judged_by, result.tests_passed, result.tests_total) == ("parent", 2, 3)
+    assert (result.failed_test, result.line, result.actual) == ('assert f("yz") == 3', 5, "2")
+
+
 def test_values_compare_as_plain_python_values():
     program = ("import collections\ndef f(x):\n    return {'float': 4.0, 'counter': collections.Counter('aab'),\n"
                "            'default': collections.defaultdict(list, {1: [2]}), 'set': {(1, 2)}, 'bytes': b'\\x00',\n"

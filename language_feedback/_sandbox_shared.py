@@ -143,8 +143,12 @@ def _from_tree(tree: Any, budget: _Budget, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise ValueTooLarge(f"the value is nested more than {MAX_DEPTH} levels deep")
     kind = type(tree)
-    if tree is None or kind in (bool, float):
+    # Each value costs what to_tree charges for it, so whatever is accepted here can be sent again.
+    if tree is None or kind is bool:
         budget.spend(1, 5)
+        return tree
+    if kind is float:
+        budget.spend(1, 24)
         return tree
     if kind is int:
         if tree.bit_length() > MAX_INT_BITS:
@@ -160,22 +164,25 @@ def _from_tree(tree: Any, budget: _Budget, depth: int) -> Any:
     if kind is not dict or len(tree) != 1:
         raise ValueError(f"not a valid value: unexpected {kind.__name__}")
     (tag, body), = tree.items()
-    budget.spend(1, 12)
     if tag in ("tuple", "set", "frozenset"):
+        budget.spend(1, 12)
         if type(body) is not list:
             raise ValueError(f"not a valid value: {tag} needs a list")
         items = [_from_tree(v, budget, depth + 1) for v in body]
         return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
     if tag in _DICT_TYPES:
+        budget.spend(1, 12)
         return _DICT_TYPES[tag](dict(_pairs(body, budget, depth)) if tag == "Counter" else _pairs(body, budget, depth))
     if tag == "defaultdict":
         if type(body) is not list or len(body) != 2 or (body[0] is not None and body[0] not in _DEFAULT_FACTORIES):
             raise ValueError("not a valid value: defaultdict needs [factory name or null, items]")
+        budget.spend(1, 24)
         return collections.defaultdict(_DEFAULT_FACTORIES.get(body[0]), _pairs(body[1], budget, depth))
     if tag == "bytes" and type(body) is str:
-        budget.spend(0, len(body))
+        budget.spend(1, len(body) + 12)
         return bytes.fromhex(body)
     if tag == "complex" and type(body) is list and len(body) == 2 and all(type(x) in (int, float) for x in body):
+        budget.spend(1, 60)
         return complex(body[0], body[1])
     raise ValueError(f"not a valid value: unknown or malformed tag {tag!r:.40}")
 

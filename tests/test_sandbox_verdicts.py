@@ -170,6 +170,20 @@ def test_anything_else_is_refused():
             to_tree(value)
 
 
+def test_what_is_accepted_can_be_sent_again():
+    """The decoder charges what the encoder does: a tree a program forges (say, 45,000 floats) is refused, or
+    the value it gives can be sent on (the tests may pass it back to the program); never accepted here and
+    refused there, which would stop the trusted harness as if the tests were bad."""
+    for item in (0.5, 7, 2**64, "ab", None, True, [], {"tuple": []}, {"bytes": "00ff"}, {"complex": [1, 2.5]},
+                 {"dict": []}, {"defaultdict": ["list", []]}):
+        for n in (10_000, 30_000, 45_000, 100_000, 250_000):
+            try:
+                value = from_tree([item] * n)
+            except ValueTooLarge:
+                continue
+            to_tree(value)
+
+
 @pytest.mark.parametrize("tree", [
     {"tuple": [1], "set": [2]}, {"object": []}, {"set": [[1]]}, {"dict": [[1]]}, {"dict": 5}, {"bytes": "zz"},
     {"complex": ["1", 2]}, {"defaultdict": ["os.system", []]}, {"Counter": [[[1], 1]]}, ("tuple",), {"tuple": 5},

@@ -19,9 +19,10 @@ types; subclasses, foreign objects and oversized values are failures); this proc
 expected value, which never leaves it, and counts every test (``tests_passed`` of ``tests_total``). Other
 tests (loops, helpers, tolerances) run in a separate trusted harness process whose view of the program is
 a set of proxies that send arguments and receive values as data (``judged_by="trusted_harness"``; the
-whole test source counts as one test). A program can make its own run fail, never pass: it cannot reach
-the expected values, the comparison, or the report. What no sandbox can catch is a program written for
-the visible tests (hard-coded answers): only held-out tests measure that. Without root (no separate
+whole test source counts as one test). A test passes only if the program's value is right: the program
+cannot reach the expected values, the comparison or the report, and nothing it does can turn its failure
+into "passed" or "error". What no sandbox can catch is a program written for the visible tests (hard-coded
+answers): only held-out tests measure that. Without root (no separate
 uids), a program runs as the same user as the trusted side and the guarantee does not hold.
 
 Nothing a program does raises in the caller: every outcome is an :class:`ExecResult`. Infrastructure
@@ -114,7 +115,7 @@ class ExecResult:
     sides of a failing comparison), ``exception`` ("ZeroDivisionError: division by zero"), and where
     it happened: ``part`` ("setup", "program" or "tests"), ``line`` and ``line_source``; ``limit`` names
     the limit that stopped the program ("wall_clock", "cpu_time", "memory", "output", "processes").
-    ``judged_by`` says which trusted side judged the tests ("parent" or "trusted_harness", "" when nothing
+    ``judged_by`` says which trusted side judged the tests (one of :data:`JUDGES`, "" when nothing
     was judged); ``tests_passed`` of ``tests_total`` tests passed (in the harness mode the whole test source
     is one test).
     """

@@ -6,7 +6,8 @@ with 2 workers, fork servers started inside the timed region. Both run in this p
 ``--repeats`` times each; the figure uses each method's fastest run (the machine is shared and noisy).
 
 Also checks, on the real data in ../shared/data:
-- mbpp_reference_agreement: sandbox pass/fail == plain-Python (baseline) pass/fail, per reference solution;
+- mbpp_reference_agreement: sandbox pass/fail == plain-Python (baseline) pass/fail, per reference solution
+  (the sandbox's verdicts come from the caller or the trusted harness, never from the program's process);
 - feedback_annotation_agreement: on mbpp_code_feedback.jsonl, the human refinement passes and the
   original model program fails, as annotated.
 
@@ -21,6 +22,7 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from language_feedback.code_data import load_code_feedback, load_mbpp, sandbox_job
@@ -105,6 +107,7 @@ def main() -> None:
               f"sandbox {t_sandbox:.2f} s ({len(jobs) / t_sandbox:.1f} prog/s)")
     agree = [r.passed == b for r, b in zip(results, baseline_passed)]
     print(f"baseline passed: {sum(baseline_passed)}/{len(jobs)}, sandbox passed: {sum(r.passed for r in results)}/{len(jobs)}")
+    print(f"judged by: {dict(Counter(r.judged_by for r in results))}, statuses: {dict(Counter(r.status for r in results))}")
     for problem, result in zip(problems, results):
         if not result.passed:
             print(f"  task {problem.task_id} reference solution: sandbox {result.status}: "
@@ -130,7 +133,7 @@ def main() -> None:
     ratio = min(baseline_times) / min(sandbox_times)
     print(f"mbpp_reference_agreement: {sum(agree) / len(agree):.4f} (target >= 1.0)")
     print(f"feedback_annotation_agreement: {sum(annotation_ok) / len(annotation_ok):.4f} (target >= 1.0)")
-    print(f"sandbox_vs_unsandboxed: {ratio:.3f} (target >= 0.5)")
+    print(f"sandbox_vs_unsandboxed: {ratio:.3f} (target >= 1.0)")
 
 
 if __name__ == "__main__":

@@ -40,9 +40,12 @@ def feedback_from_execution(result: ExecResult, problem: CodeProblem | None = No
     """Turn a sandbox result into one or two sentences of feedback.
 
     Says which test failed with the actual and expected values, or which exception was raised on
-    which line, or which limit was hit; with ``problem``, also names a missing entry point.
+    which line, or which limit was hit; with ``problem``, also names a missing entry point. A result
+    with status "error" (the sandbox could not judge the program) gets no feedback: "".
     """
     status = result.status
+    if status == "error":
+        return ""
     if status == "passed":
         return "The program passes all the tests."
     if status == "timeout":

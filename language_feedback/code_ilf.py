@@ -171,15 +171,23 @@ def sample_and_test(model, tokenizer, problems: Sequence, *, num_samples: int, t
 
 
 def pass_at_k_summary(rows: Sequence[dict], ks: Sequence[int]) -> dict[str, Any]:
-    """Unbiased pass@k per task (Chen et al. 2021) averaged over tasks, from per-sample rows."""
+    """Unbiased pass@k per task (Chen et al. 2021) averaged over tasks, from per-sample rows.
+
+    Samples the sandbox could not judge (status ``error``: an infrastructure failure, not the program's)
+    count neither as passed nor as failed; ``n_errors`` says how many there were.
+    """
+    judged = [r for r in rows if r.get("result", {}).get("status") != "error"]
     per_task: dict[Any, list[bool]] = {}
-    for row in rows:
+    for row in judged:
         per_task.setdefault(row["task_id"], []).append(bool(row["passed"]))
     if not per_task:
-        raise ValueError("pass@k: no samples")
+        raise ValueError("pass@k: no judged samples")
     n, c = [len(v) for v in per_task.values()], [sum(v) for v in per_task.values()]
-    summary: dict[str, Any] = {"n_tasks": len(per_task), "n_samples": len(rows)}
-    summary.update({f"pass@{k}": mean_pass_at_k(n, c, k) for k in ks})
+    summary: dict[str, Any] = {"n_tasks": len(per_task), "n_samples": len(rows), "n_errors": len(rows) - len(judged)}
+    for k in ks:  # pass@k needs k judged samples of every task: None (not a guess) when errors left fewer
+        summary[f"pass@{k}"] = mean_pass_at_k(n, c, k) if k <= min(n) else None
+        if summary[f"pass@{k}"] is None:
+            logger.warning("pass@%d: a task has only %d judged samples (sandbox errors); not computed", k, min(n))
     summary["tasks_solved"] = sum(x > 0 for x in c)
     return summary
 
@@ -377,12 +385,15 @@ class CodeILF:
             model, tokenizer = self._model(c.policy_model)
             rows = sample_and_test(model, tokenizer, problems, num_samples=c.num_drafts,
                                    temperature=c.draft_temperature, seed=c.seed + 1, **self._sample_kwargs())
-        failing = list({(str(r["task_id"]), r["program"]): r for r in rows if not r["passed"]}.values())
+        # "error": the sandbox could not judge the program (e.g. tests that do not parse); not a failing program.
+        failing = list({(str(r["task_id"]), r["program"]): r for r in rows
+                        if not r["passed"] and r["result"]["status"] != "error"}.values())
         write_jsonl_atomic(out / "drafts.jsonl", rows)
         write_jsonl_atomic(out / "failing.jsonl", failing)
         write_json_atomic(out / "summary.json", {
             "source": "annotations" if c.feedback_source == "human" else "policy samples",
             "n_programs": len(rows), "n_passing": sum(r["passed"] for r in rows),
+            "n_errors": sum(r["result"]["status"] == "error" for r in rows),
             "n_failing_distinct": len(failing), "missing_task_ids": missing,
         })
 

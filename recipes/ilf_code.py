@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> dict:
         for stage in ("refiner", "drafts", "feedback", "refinements", "policy"):
             print(f"{stage}: {json.dumps(results.get(stage, {}), ensure_ascii=False)}")
         for name, pair in results.get("pass_at_k", {}).items():
-            print(f"{name}: before {pair['before']:.3f} after {pair['after']:.3f}")
+            before, after = (f"{v:.3f}" if v is not None else "n/a" for v in (pair["before"], pair["after"]))
+            print(f"{name}: before {before} after {after}")
         print(f"results: {config.output_dir}/results.json")
     return results
 

@@ -3,7 +3,8 @@
 A reward model is a callable that scores a batch of N items and returns a float tensor of
 shape (N,), plus a ``name``. Subclasses implement :meth:`RewardModel.score`; ``__call__``
 validates the result so that a broken model fails loudly instead of feeding NaNs or a
-mis-shaped tensor into an RL loop.
+mis-shaped tensor into an RL loop. A model that declares ``may_skip`` may return NaN for an
+item it does not score (TRL then ignores that item); for every other model NaN is an error.
 """
 
 from __future__ import annotations
@@ -43,9 +44,14 @@ class PromptCompletion:
 
 
 class RewardModel(ABC):
-    """Base class: ``rm(batch) -> torch.Tensor`` of shape ``(len(batch),)``, float, finite."""
+    """Base class: ``rm(batch) -> torch.Tensor`` of shape ``(len(batch),)``, float, finite.
+
+    ``may_skip``: True for a model that returns NaN for items it does not score (skipped items, e.g.
+    programs a sandbox could not judge); ``as_trl_reward_func`` passes them to TRL as None.
+    """
 
     name: str = "reward"
+    may_skip: bool = False
 
     @abstractmethod
     def score(self, batch: Any) -> torch.Tensor:
@@ -56,11 +62,15 @@ class RewardModel(ABC):
         if n == 0:
             raise ValueError(f"reward model {self.name!r}: empty batch")
         rewards = self.score(batch)
-        return check_rewards(rewards, n, self.name)
+        return check_rewards(rewards, n, self.name, allow_nan=self.may_skip)
+
+    def batch_metrics(self) -> dict[str, float]:
+        """Scalars about the last batch scored, for logging (e.g. a pass rate); none by default."""
+        return {}
 
 
-def check_rewards(rewards: Any, n: int, name: str) -> torch.Tensor:
-    """Validate a reward tensor: float, shape (n,), no NaN/inf. Returns it (detached)."""
+def check_rewards(rewards: Any, n: int, name: str, *, allow_nan: bool = False) -> torch.Tensor:
+    """Validate a reward tensor: float, shape (n,), no inf and no NaN (unless ``allow_nan``). Returns it (detached)."""
     if not isinstance(rewards, torch.Tensor):
         raise TypeError(f"reward model {name!r} returned {type(rewards).__name__}, expected torch.Tensor")
     if not rewards.is_floating_point():
@@ -68,6 +78,8 @@ def check_rewards(rewards: Any, n: int, name: str) -> torch.Tensor:
     if rewards.shape != (n,):
         raise ValueError(f"reward model {name!r} returned shape {tuple(rewards.shape)} for a batch of {n}, expected ({n},)")
     bad = ~torch.isfinite(rewards)
+    if allow_nan:
+        bad &= ~torch.isnan(rewards)
     if bad.any():
         idx = bad.nonzero().flatten()[:5].tolist()
         raise ValueError(f"reward model {name!r} returned non-finite rewards at batch positions {idx}")
@@ -151,20 +163,28 @@ def completion_text(completion: str | Conversation) -> str:
     return completion if isinstance(completion, str) else "".join(str(m["content"]) for m in completion)
 
 
-def as_trl_reward_func(model: RewardModel) -> Callable[..., list[float]]:
+def as_trl_reward_func(model: RewardModel) -> Callable[..., list[float | None]]:
     """Expose a text reward model as a TRL ``reward_funcs`` callable.
 
     TRL's GRPOTrainer/RLOOTrainer call ``f(prompts=..., completions=..., **dataset_columns)`` and
     log the result under ``f.__name__``. Prompts and completions reach the reward model as TRL gives them,
     strings or conversations, so that it can read them in the format it was trained on (never flattened).
+    A skipped item (NaN from a ``may_skip`` model) becomes None, which TRL leaves out of the reward
+    statistics and the advantages. When TRL passes ``log_metric`` (GRPOTrainer does), the model's
+    :meth:`~RewardModel.batch_metrics` are logged as ``<name>/<metric>``.
     """
 
-    def reward_func(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    def reward_func(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
         batch = [PromptCompletion(_check_text(p, f"prompts[{i}]"), _check_text(c, f"completions[{i}]"))
                  for i, (p, c) in enumerate(zip(prompts, completions))]
-        return model(batch).tolist()
+        rewards = [None if math.isnan(r) else r for r in model(batch).tolist()]
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric):
+            for key, value in model.batch_metrics().items():
+                log_metric(f"{model.name}/{key}", float(value))
+        return rewards
 
     reward_func.__name__ = model.name
     return reward_func

@@ -107,3 +107,9 @@ def test_human_feedback_from_file(tmp_path):
     path = tmp_path / "fb.jsonl"
     path.write_text(json.dumps(row) + "\n")
     assert HumanFeedback.from_file(path)([draft("9")]) == ["Return one."]
+
+
+def test_a_program_the_sandbox_could_not_judge_gets_no_feedback():
+    result = run_programs([("def add(a, b):\n    return a + b\n", "assert add(1, 2) ==")], progress=False)[0]
+    assert result.status == "error" and "the tests do not parse" in result.message
+    assert feedback_from_execution(result, PROBLEM) == "" and feedback_from_execution(result) == ""

@@ -83,6 +83,31 @@ def test_trl_adapter_standard_and_conversational():
         f(prompts=["a"], completions=["a", "b"])
 
 
+def test_skipped_items_are_nan_only_for_models_that_declare_skips():
+    class Skipping(RewardModel):
+        name, may_skip = "skipping", True
+
+        def score(self, batch):
+            return torch.tensor([float("nan") if x is None else float(x) for x in batch])
+
+        def batch_metrics(self):
+            return {"skipped": 1.0}
+
+    assert torch.isnan(Skipping()([None, 2.0])[0])
+    with pytest.raises(ValueError, match=r"non-finite rewards at batch positions \[0\]"):
+        Skipping()([float("inf")])
+    logged = {}
+    f = as_trl_reward_func(FunctionReward(lambda b: torch.tensor([len(x.completion) for x in b], dtype=torch.float),
+                                          "plain"))
+    assert f(prompts=["p"], completions=["ab"], log_metric=lambda k, v: logged.update({k: v})) == [2.0]
+    assert logged == {}  # no metrics by default
+    skipping = Skipping()
+    skipping.score = lambda batch: torch.tensor([float("nan"), 1.0])
+    assert as_trl_reward_func(skipping)(prompts=["a", "b"], completions=["x", "y"],
+                                        log_metric=lambda k, v: logged.update({k: v})) == [None, 1.0]
+    assert logged == {"skipping/skipped": 1.0}
+
+
 def test_trl_adapter_inside_grpo_reward_computation(tiny_lm_path, tmp_path):
     """TRL's GRPOTrainer calls the adapter with its own argument names and logs it by name."""
     from datasets import Dataset

@@ -42,6 +42,12 @@ def outside():
     shutil.rmtree(root)
 
 
+def hidden_from_programs(path: Path) -> bool:
+    """Whether programs see ``path`` as missing: below a directory the sandbox covers, not bound back."""
+    return any(path.is_relative_to(d) for d in ISOLATION["hidden_dirs"]) and \
+        not any(path.is_relative_to(d) for d in ISOLATION["bound_dirs"])
+
+
 def snapshot(root: Path) -> dict[str, tuple]:
     return {
         str(p.relative_to(root)): (p.stat().st_mode, p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else b"")
@@ -137,13 +143,23 @@ def test_setup_runs_before_program_and_tests_in_one_namespace():
 
 
 @pytest.mark.parametrize(
-    ("program", "tests", "part"),
-    [("def f(:\n    pass\n", "assert True", "program"), ("x = 1\n", "assert x ==", "tests"), ("a\x00b", "", "program")],
+    ("program", "tests", "setup", "part", "status"),
+    [("def f(:\n    pass\n", "assert True", "", "program", "failed"), ("a\x00b", "", "", "program", "failed"),
+     ("x = 1\n", "assert x ==", "", "tests", "error"), ("x = 1\n", "assert x == 1", "y = (", "setup", "error")],
 )
-def test_code_that_does_not_parse_is_a_per_item_failure(program, tests, part):
-    result = run_program(program, tests)
-    assert result.status == "failed" and result.part == part
+def test_code_that_does_not_parse_is_a_per_item_result(program, tests, setup, part, status):
+    """A program that does not parse fails; tests or setup code that do not parse cannot judge it: ``error``."""
+    result = run_program(program, tests, setup=setup)
+    assert result.status == status and result.part == part
     assert "not parse" in result.message
+
+
+def test_output_before_a_failure_is_captured():
+    for tests in ("assert f() == 1", "for _ in [0]:\n    assert f() == 1"):  # both ways of judging
+        result = run_program("print('before')\ndef f():\n    print('inside')\n    return 1 / 0\n", tests)
+        assert result.status == "failed" and result.stdout == "before\ninside\n"
+    result = run_program("print('before')\nraise ValueError('no')\n", "assert True")
+    assert result.exception == "ValueError: no" and result.stdout == "before\n"
 
 
 def test_stdin_is_empty_and_output_is_captured():
@@ -315,10 +331,8 @@ def test_deleting_files_in_cwd_and_trying_outside(outside):
     created, after = result.stdout.splitlines()
     assert created == str(sorted(["a.txt", "left_in_tmp", marker]))  # /tmp is its own directory
     errors, left = json.loads(after)
-    # PermissionError where the program sees the directory; FileNotFoundError where it lies under a closed
-    # directory the sandbox hides (the fixture's home fallback when the checkout is under /tmp).
-    hidden = any(outside.is_relative_to(d) for d in ISOLATION["hidden_dirs"])
-    expected = "FileNotFoundError" if hidden else "PermissionError"
+    # PermissionError where the program sees the directory; FileNotFoundError where the sandbox hides it.
+    expected = "FileNotFoundError" if hidden_from_programs(outside) else "PermissionError"
     assert errors == [expected] * 5 and left == []
     assert not Path("/tmp/left_in_tmp").exists()
     assert not list(Path(tempfile.gettempdir()).glob(f"lf-sandbox-*/{marker}")), "the work directory was not removed"
@@ -352,6 +366,32 @@ def test_private_files_stay_private_while_modules_still_import(outside):
     assert result.status == "passed", result.message
     assert "s3cret" not in result.stdout
     assert not ISOLATION["reads_private_files"]
+
+
+@needs_namespaces
+def test_data_outside_the_system_directories_is_invisible(outside):
+    """A data set with the tests' answers, readable by everyone, is out of a program's reach (it sees an
+    empty directory there); the interpreter's own directories are still there to import from."""
+    if not hidden_from_programs(outside):
+        pytest.skip(f"{outside} is not below a directory the sandbox hides here ({ISOLATION['hidden_dirs']})")
+    answers = outside / "answers.jsonl"
+    answers.write_text('{"test": "assert add(1, 2) == 3"}\n')
+    answers.chmod(0o644)
+    result = run_hostile(
+        f"""
+        import json, os, sys
+        outcomes = []
+        for attempt in (lambda: open({str(answers)!r}).read(), lambda: os.listdir({str(outside)!r})):
+            try:
+                outcomes.append(attempt())
+            except OSError as e:
+                outcomes.append(type(e).__name__)
+        print(json.dumps([outcomes, os.path.isdir(sys.prefix)]))
+        """,
+        outside,
+    )
+    assert result.status == "passed", result.message
+    assert json.loads(result.stdout) == [["FileNotFoundError", "FileNotFoundError"], True]
 
 
 def test_no_network(outside):

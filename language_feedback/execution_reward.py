@@ -64,11 +64,15 @@ class ExecutionReward(RewardModel):
         self.limits = limits or SandboxLimits()
         self.stop_strings = tuple(stop_strings)
         self.last_results: list[ExecResult] = []
+        self._window: list[ExecResult] = []  # every result since window_metrics() was last called
 
     def program(self, item: PromptCompletion, index: int = 0) -> tuple[CodeProblem, str]:
         """The problem an item is for and the program that runs for it."""
         if not isinstance(item, PromptCompletion):
             raise TypeError(f"batch[{index}]: expected a PromptCompletion, got {type(item).__name__}")
+        if item.conversational:
+            raise TypeError(f"batch[{index}]: execution rewards read plain-text prompts and completions (TRL's standard "
+                            "format), not chat messages")
         prompt = code_prompt(item.prompt)
         problem = self.problems.get(prompt)
         if problem is None:
@@ -81,6 +85,7 @@ class ExecutionReward(RewardModel):
     def score(self, batch: Sequence[PromptCompletion]) -> torch.Tensor:
         jobs = [sandbox_job(*self.program(item, i)) for i, item in enumerate(batch)]
         self.last_results = run_programs(jobs, workers=self.workers, limits=self.limits, progress=False)
+        self._window.extend(self.last_results)
         return torch.tensor([self._reward(r) for r in self.last_results], dtype=torch.float32)
 
     def _reward(self, result: ExecResult) -> float:
@@ -93,8 +98,17 @@ class ExecutionReward(RewardModel):
     def batch_metrics(self) -> dict[str, float]:
         """``errors`` (programs the sandbox could not judge) and ``pass_rate`` (programs that passed every
         test, among those judged; absent when none was) of the last batch."""
-        judged = [r for r in self.last_results if r.status != "error"]
-        metrics = {"errors": float(len(self.last_results) - len(judged))}
-        if judged:
-            metrics["pass_rate"] = sum(r.passed for r in judged) / len(judged)
-        return metrics
+        return _metrics(self.last_results)
+
+    def window_metrics(self) -> dict[str, float]:
+        """The same over every batch since the previous call (a trainer's logging window), then reset."""
+        window, self._window = self._window, []
+        return _metrics(window)
+
+
+def _metrics(results: Sequence[ExecResult]) -> dict[str, float]:
+    judged = [r for r in results if r.status != "error"]
+    metrics = {"errors": float(len(results) - len(judged))}
+    if judged:
+        metrics["pass_rate"] = sum(r.passed for r in judged) / len(judged)
+    return metrics

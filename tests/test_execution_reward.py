@@ -116,3 +116,42 @@ def test_inside_trl_grpo_reward_computation(tiny_lm_path, tmp_path):
     assert logged["execution/errors"] == pytest.approx(sum(reward.errors) / len(reward.errors)) == 4.0
     judged = [r for r in reward.returned if not math.isnan(r)]
     assert logged["rewards/execution/mean"] == pytest.approx(sum(judged) / len(judged))  # skipped items left out
+
+
+MBPP_ROWS = [
+    {"task_id": 311, "text": "Add two numbers.", "code": "def add(a, b):\n    return a + b",
+     "test_setup_code": "", "test_list": ["assert add(1, 2) == 3", "assert add(2, 2) == 4"], "challenge_test_list": []},
+    {"task_id": 312, "text": "Negate a number.", "code": "def neg(a):\n    return -a",
+     "test_setup_code": "", "test_list": ["assert neg(1) == -1", "assert neg(-3) == 3"], "challenge_test_list": []},
+]
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "sdpo"])
+def test_code_rl_recipe_logs_reward_pass_rate_and_errors_per_step(tiny_lm_path, tmp_path, algorithm, capsys):
+    import json
+
+    from _recipes import load_recipe
+
+    mbpp = tmp_path / "mbpp.jsonl"
+    mbpp.write_text("".join(json.dumps(r) + "\n" for r in MBPP_ROWS))
+    out = tmp_path / algorithm
+    result = load_recipe("grpo_code.py").main([
+        "--algorithm", algorithm, "--model", tiny_lm_path, "--mbpp_path", str(mbpp), "--train_tasks", "311-312",
+        "--output_dir", str(out), "--sandbox_workers", "1",
+        "--grpo", "{learning_rate: 1.0e-4, max_steps: 2, per_device_train_batch_size: 4, num_generations: 2, "
+                  "max_completion_length: 8, logging_steps: 1, report_to: []}",
+    ])
+    assert [row["step"] for row in result["per_step"]] == [1, 2]
+    for row in result["per_step"]:
+        # The tiny model writes no valid body: reward 0, nothing passes, every program judged.
+        assert row["reward"] == 0.0 and row["pass_rate"] == 0.0 and row["errors"] == 0.0
+    printed = capsys.readouterr().out
+    assert "step 1: reward 0.000, pass_rate 0.000, errors 0.000" in printed
+    prompts = [json.loads(line) for line in (out / "prompts" / "prompts.jsonl").read_text().splitlines()]
+    if algorithm == "sdpo":
+        # The teacher's privileged context is the sandbox's failure message on the base model's own program.
+        assert result["n_with_feedback"] == 2
+        assert all(p["privileged_context"].startswith(("The program", "The test")) for p in prompts)
+    else:
+        assert all(set(p) == {"prompt"} for p in prompts)
+    assert (out / "trainer" / "final" / "config.json").is_file()

@@ -138,8 +138,8 @@ def test_code_rl_recipe_logs_reward_pass_rate_and_errors_per_step(tiny_lm_path, 
     result = load_recipe("grpo_code.py").main([
         "--algorithm", algorithm, "--model", tiny_lm_path, "--mbpp_path", str(mbpp), "--train_tasks", "311-312",
         "--output_dir", str(out), "--sandbox_workers", "1",
-        "--grpo", "{learning_rate: 1.0e-4, max_steps: 2, per_device_train_batch_size: 4, num_generations: 2, "
-                  "max_completion_length: 8, logging_steps: 1, report_to: []}",
+        "--grpo", ("{learning_rate: 1.0e-4, max_steps: 2, per_device_train_batch_size: 4, num_generations: 2, "
+                  "max_completion_length: 8, logging_steps: 1, report_to: []}"),
     ])
     assert [row["step"] for row in result["per_step"]] == [1, 2]
     for row in result["per_step"]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -98,7 +99,13 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
 
 def _alternatives(kind: str) -> str:
     names = ", ".join(repr(n) for n, m in EMBEDDED_MODELS.items() if m.kind == kind)
+    if not names:
+        return f"pass a local directory (no {kind.replace('_', ' ')} is embedded in the toolkit)"
     return f"pass a local model directory, or an embedded default: {names}"
+
+
+# A hub id: "name" or "organisation/name", letters, digits and - _ . only.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
 def resolve_model_path(name_or_path: str | os.PathLike, kind: str = "causal_lm") -> str:
@@ -111,15 +118,16 @@ def resolve_model_path(name_or_path: str | os.PathLike, kind: str = "causal_lm")
         return str(model.locate())
     if Path(name).expanduser().exists():
         return str(Path(name).expanduser())
-    looks_like_hub_id = name.count("/") == 1 and not name.startswith((".", "/", "~"))
-    if not looks_like_hub_id:
-        raise ModelNotAvailableError(f"model {name!r} is not an embedded name, an existing path, or a hub id; {_alternatives(kind)}")
+    if name.startswith((".", "/", "~")) or not _HUB_ID.fullmatch(name):
+        raise ModelNotAvailableError(f"model {name!r}: no such path, and not an embedded name or a hub id; "
+                                     f"{_alternatives(kind)}")
     return name
 
 
 def _offline_error(name: str, kind: str, err: Exception) -> ModelNotAvailableError:
     return ModelNotAvailableError(
-        f"could not load {name!r} from the model hub (offline or not found: {type(err).__name__}); {_alternatives(kind)}"
+        f"could not load {name!r}: there is no such local path, and as a hub id it could not be fetched (offline or "
+        f"not on the hub: {type(err).__name__}); {_alternatives(kind)}"
     )
 
 

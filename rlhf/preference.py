@@ -128,7 +128,7 @@ class PreferenceRewardModel(RewardModel):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.prompt_format = prompt_format or "text"
         if isinstance(model, (str, Path)):
-            path = Path(resolve_model_path(model))
+            path = Path(resolve_model_path(model, "reward_model"))
             self.model, loaded_tokenizer = _load_reward_model(path)
             tokenizer = tokenizer or loaded_tokenizer
             self.name = name or f"rm_{path.name}"
@@ -214,6 +214,12 @@ def _load_reward_model(path: Path) -> tuple[Any, Any]:
 
     if not path.is_dir():
         raise FileNotFoundError(f"reward model directory {path} does not exist")
+    if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        inside = sorted({str(c.parent) for pattern in ("*/config.json", "*/adapter_config.json")
+                         for c in path.glob(pattern)})
+        hint = f"; the reward model inside it is {inside[0]}" if len(inside) == 1 else (
+            f"; models inside it: {', '.join(inside[:5])}" if inside else "; train one with recipes/train_reward_model.py")
+        raise FileNotFoundError(f"{path} is not a reward model directory (no config.json){hint}")
     tokenizer = AutoTokenizer.from_pretrained(path)
     if (path / "adapter_config.json").exists():
         from peft import PeftModel

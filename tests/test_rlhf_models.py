@@ -37,7 +37,11 @@ def test_unavailable_models_name_the_alternatives(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotAvailableError, match="smollm2-135m-instruct"):
         load_causal_lm("someorg/not-downloadable-model")
-    with pytest.raises(ModelNotAvailableError, match="not an embedded name, an existing path, or a hub id"):
-        resolve_model_path("smollm3-tiny")
+    # A name shaped like a hub id ("gpt2", "org/name") is one; offline it cannot be fetched, and the error says
+    # both that no such local path exists and that the hub is out of reach, never that it is "not a hub id".
+    with pytest.raises(ModelNotAvailableError, match="no such local path, and as a hub id it could not be fetched"):
+        load_causal_lm("smollm3-tiny")
+    with pytest.raises(ModelNotAvailableError, match="no such path, and not an embedded name or a hub id"):
+        resolve_model_path("./runs/missing model")
     with pytest.raises(ModelNotAvailableError, match="is a sentence_embedder, not a causal_lm"):
         load_causal_lm("all-minilm-l6-v2")

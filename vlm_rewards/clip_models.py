@@ -14,7 +14,7 @@ import copy
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,15 @@ WEIGHTS_FILE = "open_clip_model.safetensors"
 
 @dataclass
 class OpenClip:
-    """An open_clip model, its tokenizer, and the config it was built from (needed to save it)."""
+    """An open_clip model, its tokenizer, the config it was built from (needed to save it), whether its weights
+    are random (an architecture without pretrained weights), and what a checkpoint stored beside its weights
+    (``save_open_clip``'s ``extra``: e.g. the reward prompts and alpha it was fine-tuned for)."""
 
     model: torch.nn.Module
     tokenizer: Any
     model_cfg: dict | None = None
+    random_weights: bool = False
+    extra: dict = field(default_factory=dict)
 
 
 def load_open_clip(
@@ -71,22 +75,31 @@ def load_open_clip(
         cfg = {**_default_preprocess_cfg(), "size": model.visual.image_size, **(preprocess_cfg or {})}
         open_clip.set_model_preprocess_cfg(model, cfg)
         context_length = model_cfg["text_cfg"].get("context_length", 77)
-        return OpenClip(model, open_clip.SimpleTokenizer(context_length=context_length), model_cfg)
+        return OpenClip(model, open_clip.SimpleTokenizer(context_length=context_length), model_cfg, random_weights=True)
 
     source = str(source)
-    path = Path(source.removeprefix("local-dir:"))
+    path = Path(source.removeprefix("local-dir:")).expanduser()
+    extra: dict = {}
     if source.startswith("local-dir:") or path.is_dir():
         if not (path / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{path}: not an open_clip checkpoint directory (no {CONFIG_FILE})")
+            inside = sorted(str(c.parent) for c in path.glob(f"*/{CONFIG_FILE}")) + sorted(
+                str(c.parent) for c in path.glob(f"*/*/{CONFIG_FILE}"))
+            hint = f"; the checkpoint inside it is {inside[0]}" if len(inside) == 1 else (
+                f"; checkpoints inside it: {', '.join(inside[:5])}" if inside else "")
+            raise FileNotFoundError(f"{path}: not an open_clip checkpoint directory (no {CONFIG_FILE}){hint}")
         if pretrained is not None:
             raise ValueError(f"pretrained={pretrained!r} given with checkpoint directory {path}; its weights are used")
         name = f"local-dir:{path}"
         try:
-            model_cfg = json.loads((path / CONFIG_FILE).read_text())["model_cfg"]
+            saved = json.loads((path / CONFIG_FILE).read_text())
+            model_cfg, extra = saved["model_cfg"], saved.get("vlm_rewards", {})
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ValueError(
                 f"{path / CONFIG_FILE}: not a valid open_clip config (needs a 'model_cfg' object): {e}"
             ) from e
+    elif "/" in source or source.startswith((".", "~")):
+        raise FileNotFoundError(f"{source}: no such path (give an open_clip checkpoint directory, an architecture "
+                                f"name such as ViT-B-32, or a model config)")
     else:
         if source not in open_clip.list_models():
             raise ValueError(
@@ -114,7 +127,16 @@ def load_open_clip(
                 f"for random weights. Cause: {e}"
             ) from e
         raise
-    return OpenClip(model, open_clip.get_tokenizer(name), model_cfg)
+    return OpenClip(model, open_clip.get_tokenizer(name), model_cfg, random_weights=name == source and not pretrained,
+                    extra=extra)
+
+
+def stored_reward_settings(path: str | os.PathLike) -> dict:
+    """The reward prompts and alpha a fine-tuned checkpoint stores ({} when it stores none)."""
+    config = Path(path) / CONFIG_FILE
+    if not config.is_file():
+        return {}
+    return json.loads(config.read_text()).get("vlm_rewards", {}).get("reward", {})
 
 
 def save_open_clip(

@@ -12,6 +12,7 @@ the component of s − g along the goal–baseline direction.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,9 @@ import torch.nn.functional as F
 from open_clip import get_model_preprocess_cfg
 
 from rlhf.reward import RewardModel
+
+logger = logging.getLogger(__name__)
+_WARNED_RANDOM: set[tuple[str, str]] = set()  # (reward model name, source) already warned about
 from vlm_rewards.clip_models import FramePreprocessor, frames_to_tensor, load_open_clip
 
 
@@ -81,15 +85,33 @@ class CLIPReward(RewardModel):
         source: str | os.PathLike | dict,
         pretrained: str | None = None,
         *,
-        goal_prompts: Sequence[str] | str,
+        goal_prompts: Sequence[str] | str | None = None,
         baseline_prompts: Sequence[str] | str | None = None,
-        alpha: float = 0.0,
+        alpha: float | None = None,
         device: str | torch.device = "cpu",
         **kwargs: Any,
     ) -> CLIPReward:
         """Build from an architecture name + pretrained tag/file, a checkpoint directory (e.g. from
-        :func:`vlm_rewards.finetune.finetune_clip`), or a config dict; see :func:`load_open_clip`."""
+        :func:`vlm_rewards.finetune.finetune_clip`), or a config dict; see :func:`load_open_clip`.
+
+        Prompts and ``alpha`` left as None come from the checkpoint when it stores the ones it was fine-tuned
+        for (``finetune_clip(..., reward_prompts=...)``); ``alpha`` otherwise defaults to 0. A model with random
+        weights (an architecture without ``pretrained``, or a config) logs a warning naming it, once.
+        """
         clip = load_open_clip(source, pretrained, device=device)
+        stored = clip.extra.get("reward", {})
+        goal_prompts = goal_prompts if goal_prompts is not None else stored.get("goal_prompts")
+        if goal_prompts is None:
+            raise ValueError(f"goal_prompts: none given and {source} stores none; give at least one goal prompt")
+        baseline_prompts = baseline_prompts if baseline_prompts is not None else stored.get("baseline_prompts")
+        alpha = alpha if alpha is not None else stored.get("alpha", 0.0)
+        name = kwargs.get("name", "clip_reward")
+        if clip.random_weights and (name, str(source)) not in _WARNED_RANDOM:
+            _WARNED_RANDOM.add((name, str(source)))
+            what = "a model config" if isinstance(source, dict) else f"{source!r} without pretrained weights"
+            logger.warning(
+                "reward model %r has RANDOM weights (%s): its rewards carry no meaning until it is fine-tuned. "
+                "Pass pretrained (a tag or a local weights file) or a fine-tuned checkpoint directory.", name, what)
         return cls(clip.model, clip.tokenizer, goal_prompts, baseline_prompts, alpha, device=device, **kwargs)
 
     # ---- prompts and α -------------------------------------------------------------------------
@@ -141,6 +163,13 @@ class CLIPReward(RewardModel):
 
     def _mean_prompt_embedding(self, prompts: list[str]) -> torch.Tensor:
         missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
+        context = getattr(self.tokenizer, "context_length", None)
+        encode = getattr(self.tokenizer, "encode", None)
+        for prompt in missing if context and encode else ():
+            n = len(encode(prompt)) + 2  # start and end tokens
+            if n > context:
+                logger.warning("%s: prompt %r has %d tokens, more than the text tower's context of %d; CLIP reads "
+                               "only its first %d tokens", self.name, prompt, n, context, context)
         if missing:
             with torch.inference_mode(), self._autocast():
                 tokens = self.tokenizer(missing).to(self.device)

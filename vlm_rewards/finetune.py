@@ -157,6 +157,7 @@ def finetune_clip(
     captions: list[str],
     config: FinetuneConfig | None = None,
     output_dir: str | os.PathLike | None = None,
+    reward_settings: dict | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``clip`` contrastively on (frame, caption) pairs and report held-out retrieval accuracy.
 
@@ -165,7 +166,8 @@ def finetune_clip(
     updated in place); with ``config.lora`` only LoRA adapters (peft) train, and are merged into the
     weights at the end so the result is a plain open_clip model. With ``output_dir`` the model is saved
     there as a checkpoint directory (``CLIPReward.from_pretrained(output_dir, ...)`` loads it), with the
-    metrics in ``finetune_metrics.json``.
+    metrics in ``finetune_metrics.json``; ``reward_settings`` (``goal_prompts``, ``baseline_prompts``,
+    ``alpha``: what the model is fine-tuned for) are stored with it and become the reward's defaults.
     """
     config = config or FinetuneConfig()
     frames, captions = _check_pairs(frames, captions)
@@ -259,7 +261,7 @@ def finetune_clip(
         save_open_clip(
             trained,
             output_dir,
-            extra={"finetune": asdict(config)},
+            extra={"finetune": asdict(config), **({"reward": reward_settings} if reward_settings else {})},
             json_files={METRICS_FILE: result.metrics()},
         )
     return result

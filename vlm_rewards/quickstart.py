@@ -171,7 +171,13 @@ class RoboticsQuickstart:
         frames = np.load(data_dir / "frames.npy")
         captions = json.loads((data_dir / "captions.json").read_text())
         torch.manual_seed(cfg.finetune.seed)
-        result = finetune_clip(load_open_clip(cfg.clip_model), frames, captions, cfg.finetune, output_dir=out / "model")
+        task = get_task(cfg.task)
+        # The checkpoint remembers the prompts and alpha it is made for: whoever loads it gets them as defaults.
+        reward = {"goal_prompts": cfg.reward.goal_prompts or list(task.goal_prompts),
+                  "baseline_prompts": cfg.reward.baseline_prompts or list(task.baseline_prompts),
+                  "alpha": cfg.reward.alpha if cfg.reward.alpha is not None else 0.0}
+        result = finetune_clip(load_open_clip(cfg.clip_model), frames, captions, cfg.finetune, output_dir=out / "model",
+                               reward_settings=reward)
         write_json_atomic(out / "metrics.json", result.metrics())
 
     def reward_quality(self, out: Path) -> None:

@@ -48,8 +48,8 @@ class RewardQualityConfig:
     output_dir: str = "runs/eval/reward_quality"
     models: list[ModelSpec] = dataclasses.field(default_factory=list)
     alphas: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
-    goal_prompts: list[str] = dataclasses.field(default_factory=list)  # empty: the task's
-    baseline_prompts: list[str] = dataclasses.field(default_factory=list)  # empty: the task's
+    goal_prompts: list[str] | None = None  # None: the checkpoint's, else the task's
+    baseline_prompts: list[str] | None = None
     states: int = 2000
     state_source: str = "uniform"  # "uniform" (sample_sim_state) or "rollouts" (random actions)
     rollout_steps: int = 100  # episode length of the random-action rollouts

@@ -50,9 +50,11 @@ class RewardConfig:
     model: str = "ViT-B-32"  # open_clip architecture name or a checkpoint directory (e.g. from fine-tuning)
     pretrained: str | None = None  # open_clip pretrained tag or local weights file (None: the model's own)
     model_config: dict[str, Any] | None = None  # build a random-weight open_clip model from this config instead
-    goal_prompts: list[str] = dataclasses.field(default_factory=list)  # empty: the task's goal prompts
-    baseline_prompts: list[str] = dataclasses.field(default_factory=list)  # empty: the task's baseline prompts
-    alpha: float = 0.0  # goal-baseline regularization strength (0: plain cosine similarity)
+    #: None: the prompts a fine-tuned checkpoint stores (the ones it was made for), else the task's.
+    goal_prompts: list[str] | None = None
+    baseline_prompts: list[str] | None = None
+    #: Goal-baseline regularization strength (0: plain cosine similarity); None: the checkpoint's, else 0.
+    alpha: float | None = None
     batch_size: int = 64  # frames per image-tower forward pass
     render_size: int = 224  # frames are rendered at render_size x render_size (the model resizes if needed)
     device: str = "cpu"
@@ -60,8 +62,12 @@ class RewardConfig:
     def __post_init__(self) -> None:
         if self.source not in REWARD_SOURCES:
             raise ConfigError(f"unknown {self.source!r}; choose one of {REWARD_SOURCES}", key="source")
-        if not 0.0 <= self.alpha <= 1.0:
+        if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"must be in [0, 1], got {self.alpha}", key="alpha")
+        for key in ("goal_prompts", "baseline_prompts"):
+            if getattr(self, key) == []:
+                raise ConfigError("an empty list; give at least one prompt, or leave the key out (null) to use the "
+                                  "checkpoint's or the task's prompts", key=key)
 
 
 @dataclasses.dataclass
@@ -100,14 +106,23 @@ def get_task(name: str) -> Task:
 
 
 def build_reward_model(reward: RewardConfig, task: Task) -> CLIPReward:
-    """The CLIP reward for ``task`` (prompts default to the task's); unknown models fail here, before training."""
+    """The CLIP reward for ``task``; unknown models fail here, before training.
+
+    Prompts and alpha not set in ``reward`` come from a fine-tuned checkpoint that stores them, else the task's
+    prompts and alpha 0.
+    """
     source: Any = reward.model_config if reward.model_config is not None else reward.model
+    stored = {}
+    if reward.model_config is None and Path(str(reward.model)).is_dir():
+        from vlm_rewards.clip_models import stored_reward_settings
+
+        stored = stored_reward_settings(reward.model)
     return CLIPReward.from_pretrained(
         source,
         reward.pretrained if reward.model_config is None else None,
-        goal_prompts=reward.goal_prompts or list(task.goal_prompts),
-        baseline_prompts=reward.baseline_prompts or list(task.baseline_prompts),
-        alpha=reward.alpha,
+        goal_prompts=reward.goal_prompts or stored.get("goal_prompts") or list(task.goal_prompts),
+        baseline_prompts=reward.baseline_prompts or stored.get("baseline_prompts") or list(task.baseline_prompts),
+        alpha=reward.alpha if reward.alpha is not None else stored.get("alpha", 0.0),
         batch_size=reward.batch_size,
         device=reward.device,
     )

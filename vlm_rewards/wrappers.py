@@ -25,7 +25,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
-from rlhf.reward import ORIGINAL_REWARD_KEY, RewardModel
+from rlhf.reward import ORIGINAL_REWARD_KEY, RewardModel, check_rewards
 
 MODEL_REWARD_KEY = "model_reward"
 FRAME_KEY = "frame"  # set by RenderFrameInInfo; consumed (removed) by CLIPRewardVecEnvWrapper
@@ -47,6 +47,18 @@ def _check_render_mode(render_mode: str | None, what: str) -> None:
         )
 
 
+def _score(reward_model: Callable[[np.ndarray], Any], frames: np.ndarray) -> np.ndarray:
+    """Rewards of a batch of frames from any reward callable, checked as ``RewardModel.__call__`` checks them
+    (one finite float per frame), so a broken callable fails here instead of feeding NaN to the learner."""
+    import torch
+
+    rewards = reward_model(frames)
+    if not isinstance(rewards, torch.Tensor):
+        rewards = torch.as_tensor(np.asarray(rewards, dtype=np.float32))
+    name = getattr(reward_model, "name", type(reward_model).__name__)
+    return check_rewards(rewards, len(frames), name).cpu().numpy()
+
+
 def _combine(env_reward: np.ndarray, model_reward: np.ndarray, mode: str, weight: float) -> np.ndarray:
     return weight * model_reward if mode == "replace" else env_reward + weight * model_reward
 
@@ -62,7 +74,7 @@ class CLIPRewardWrapper(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        model_reward = float(self.reward_model(self.env.render()[None])[0])
+        model_reward = float(_score(self.reward_model, self.env.render()[None])[0])
         info = {**info, ORIGINAL_REWARD_KEY: reward, MODEL_REWARD_KEY: model_reward}
         return obs, float(_combine(reward, model_reward, self.mode, self.weight)), terminated, truncated, info
 
@@ -104,7 +116,7 @@ class CLIPRewardVectorWrapper(VectorWrapper):
         if stepped.any():
             frames = self.env.render()
             batch = np.stack([frames[i] for i in np.flatnonzero(stepped)])
-            model_rewards[stepped] = self.reward_model(batch).numpy()
+            model_rewards[stepped] = _score(self.reward_model, batch)
         # float even if the env's rewards are integers (InvertedPendulum-v5 returns int(not terminated))
         new_rewards = rewards.astype(np.result_type(rewards.dtype, np.float32))
         new_rewards[stepped] = _combine(rewards[stepped], model_rewards[stepped], self.mode, self.weight)
@@ -168,7 +180,7 @@ class CLIPRewardVecEnvWrapper(VecEnvWrapper):
                 )
                 self._warned = True
             frames = self.venv.get_images()
-        model_rewards = self.reward_model(np.stack(frames)).numpy()
+        model_rewards = _score(self.reward_model, np.stack(frames))
         # SB3 buffers rewards as float32; SubprocVecEnv passes an env's integer rewards through as int64.
         new_rewards = _combine(rewards.astype(np.float32), model_rewards, self.mode, self.weight).astype(np.float32)
         for info, r, m in zip(infos, rewards, model_rewards):

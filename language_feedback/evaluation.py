@@ -4,7 +4,9 @@
   judged by a reward model or an LM judge, as a win rate with a 95% interval.
 - :func:`run_selector_diagnostics` (``recipes/eval/selector_diagnostics.py``): does a selector use the
   feedback? How often it ranks the human refinement above the initial output with true and with shuffled
-  feedback, and whether its scores follow length instead.
+  feedback, and whether its scores follow length instead. On a text-quickstart run (``format: world``),
+  where a ground truth exists: how often it picks the refinement with the best ground-truth score, with the
+  true and with shuffled feedback, against what picking at random would give.
 """
 
 from __future__ import annotations
@@ -129,13 +131,14 @@ def evaluate_win_rate(cfg: WinRateConfig) -> list[dict]:
 
 @dataclass
 class SelectorDiagnosticsConfig:
-    data: str = ""
-    format: str = "auto"  # auto | slf5k | code_feedback
+    data: str = ""  # the annotations / SLF5K data, or (format: world) a text quickstart's output_dir
+    format: str = "auto"  # auto | slf5k | code_feedback | world
     split: str = "train"  # SLF5K split (directory sources)
     selectors: list[str] = field(default_factory=lambda: ["embedding", "instructrm"])
     embedder: str = "all-minilm-l6-v2"
     judge_model: str = "smollm2-135m-instruct"  # for instructrm
     instructrm_phrasings: int = 0  # 0 = all question phrasings; fewer = proportionally less compute
+    reward_model: str = ""  # for the reward_model selector; format world: "" = the run's seed-0 reward model
     batch_size: int = 8
     limit: int = 0  # 0 = every input
     seed: int = 0
@@ -145,12 +148,16 @@ class SelectorDiagnosticsConfig:
         if not self.data:
             raise ConfigError("no data: pass code-feedback annotations (mbpp_code_feedback.jsonl format) or SLF5K-format "
                               "data (a JSONL file or a directory of <split>.jsonl files)", key="data")
-        if self.format not in ("auto", "slf5k", "code_feedback"):
-            raise ConfigError(f"{self.format!r}: expected auto, slf5k or code_feedback", key="format")
+        if self.format not in ("auto", "slf5k", "code_feedback", "world"):
+            raise ConfigError(f"{self.format!r}: expected auto, slf5k, code_feedback or world", key="format")
+        if self.format == "world" and not (Path(self.data) / "world" / "posts.jsonl").is_file():
+            raise ConfigError(f"{self.data} is not a finished text quickstart run (no world/posts.jsonl)", key="data")
 
 
 def detect_format(path: str) -> str:
     p = Path(path)
+    if (p / "world" / "posts.jsonl").is_file():
+        return "world"
     first = next((line for line in (p / "train.jsonl" if p.is_dir() else p).open() if line.strip()), "{}")
     return "code_feedback" if {"Feedback", "original_model_completion"} <= set(json.loads(first)) else "slf5k"
 
@@ -184,6 +191,15 @@ def load_items(cfg: SelectorDiagnosticsConfig) -> tuple[list[SelectionItem], str
 
 
 def build_selector(name: str, cfg: SelectorDiagnosticsConfig, noun: str):
+    if name == "reward_model":
+        from language_feedback.prompts import summary_completion
+
+        path = cfg.reward_model or (str(Path(cfg.data) / "seed0" / "reward_model" / "rm") if cfg.format == "world"
+                                    else "")
+        if not path:
+            raise ConfigError("the reward_model selector needs a reward model directory", key="reward_model")
+        return make_selector("reward_model", reward_model=PreferenceRewardModel(path),
+                             format_completion=summary_completion if noun == "summary" else (lambda c: c))
     if name == "embedding":
         return make_selector("embedding", embedder=cfg.embedder)
     if name == "instructrm":
@@ -197,7 +213,8 @@ def build_selector(name: str, cfg: SelectorDiagnosticsConfig, noun: str):
     return make_selector(name)  # unknown names raise listing the known ones
 
 
-def plot_diagnostics(rows: list[dict], path: Path) -> None:
+def plot_diagnostics(rows: list[dict], path: Path, *, reference: tuple[str, str], ylabel: str) -> None:
+    """Each selector's rate with true and with shuffled feedback; ``reference``: (row key, label) of a line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,17 +226,75 @@ def plot_diagnostics(rows: list[dict], path: Path) -> None:
         vals = [r[f"{key}_rate"] for r in rows]
         err = [[v - r[f"{key}_low"] for v, r in zip(vals, rows)], [r[f"{key}_high"] - v for v, r in zip(vals, rows)]]
         ax.bar(xs, vals, width=0.35, yerr=err, capsize=3, label=label)
-    ax.axhline(0.5, color="gray", ls=":", lw=1, label="chance")
-    ax.axhline(rows[0]["human_longer_rate"], color="black", ls="--", lw=1, label="human refinement is longer")
+    if reference[0] != "chance_rate":
+        ax.axhline(0.5, color="gray", ls=":", lw=1, label="chance")
+    ax.axhline(rows[0][reference[0]], color="black", ls="--", lw=1, label=reference[1])
     ax.set_xticks(range(len(rows)), [r["selector"] for r in rows])
     ax.set_ylim(0, 1)
-    ax.set_ylabel("human refinement ranked above initial")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, loc="lower right")
     save_figure(fig, path, dpi=120)
 
 
+def world_items(run_dir: str | Path) -> tuple[list[SelectionItem], list[list[float]]]:
+    """The ILF refinements of a text quickstart run as selection items (true feedback), and the ground-truth
+    value of every candidate; only items whose candidates differ in ground-truth value (where picking matters)."""
+    from language_feedback.feedback_world import Post, score
+
+    run_dir = Path(run_dir)
+    required = json.loads((run_dir / "run_config.json").read_text())["world"]["required_facts"]
+    posts = {row["id"]: Post.from_json(row) for row in iter_rows(run_dir / "world" / "posts.jsonl")}
+    items, values = [], []
+    for seed_dir in sorted(run_dir.glob("seed*")):
+        feedback = {row["id"]: row for row in iter_rows(seed_dir / "data" / "feedback.jsonl")}
+        for row in iter_rows(seed_dir / "ilf_embedding" / "round1" / "refinements" / "refinements.jsonl"):
+            post, sample = posts[row["id"]], feedback[row["id"]]
+            candidates = tuple(dict.fromkeys(c.strip() for c in row["refinements"] if c.strip()))
+            gt = [score(post, c, required).value for c in candidates]
+            if len(set(gt)) > 1:
+                items.append(SelectionItem(summarize_prompt(post.title, post.text), sample["generated_summary_for_feedback"],
+                                           sample["feedback"], candidates))
+                values.append(gt)
+    if not items:
+        raise DataFormatError(f"{run_dir}: no refinements whose ground-truth values differ (nothing to select)")
+    return items, values
+
+
+def iter_rows(path: Path) -> list[dict]:
+    return [row for _, _, row in iter_jsonl(path)]
+
+
+def ground_truth_agreement(selector, items: list[SelectionItem], values: list[list[float]], seed: int = 0) -> dict:
+    """How often ``selector`` picks a candidate with the best ground-truth value, with the true and with shuffled
+    feedback (Wilson intervals), and the rate picking at random would have."""
+    from language_feedback.selectors import _derangement
+    from rlhf.metrics import proportion_ci
+
+    def agreement(chosen: list[int]) -> float:
+        return sum(v[c] == max(v) for c, v in zip(chosen, values))
+
+    perm = _derangement(len(items), seed)
+    shuffled = [dataclasses.replace(item, feedback=items[p].feedback) for item, p in zip(items, perm)]
+    true, mixed = (proportion_ci(agreement(selector.select(batch)), len(items)) for batch in (items, shuffled))
+    chance = sum(sum(x == max(v) for x in v) / len(v) for v in values) / len(values)
+    return {"selector": selector.name, "n": len(items), "true_rate": true.value, "true_low": true.low,
+            "true_high": true.high, "shuffled_rate": mixed.value, "shuffled_low": mixed.low,
+            "shuffled_high": mixed.high, "chance_rate": chance}
+
+
 def run_selector_diagnostics(cfg: SelectorDiagnosticsConfig) -> list[dict]:
-    """One row per selector (see :func:`language_feedback.selectors.selector_diagnostics`); writes results and a plot."""
+    """One row per selector (see :func:`language_feedback.selectors.selector_diagnostics`, or on a text
+    quickstart run :func:`ground_truth_agreement`); writes results and a plot."""
+    if cfg.format == "world" or (cfg.format == "auto" and detect_format(cfg.data) == "world"):
+        items, values = world_items(cfg.data)
+        rows = [{**ground_truth_agreement(build_selector(name, cfg, "summary"), items, values, cfg.seed),
+                 "data": cfg.data} for name in cfg.selectors]
+        out = Path(cfg.output_dir)
+        write_json_atomic(out / "results.json", rows)
+        write_csv_atomic(out / "results.csv", rows)
+        plot_diagnostics(rows, out / "diagnostics.png", reference=("chance_rate", "picking at random"),
+                         ylabel="picks the best refinement (ground truth)")
+        return rows
     items, noun = load_items(cfg)
     rows = []
     for name in cfg.selectors:
@@ -229,6 +304,7 @@ def run_selector_diagnostics(cfg: SelectorDiagnosticsConfig) -> list[dict]:
     out = Path(cfg.output_dir)
     write_json_atomic(out / "results.json", rows)
     write_csv_atomic(out / "results.csv", rows)
-    plot_diagnostics(rows, out / "diagnostics.png")
+    plot_diagnostics(rows, out / "diagnostics.png", reference=("human_longer_rate", "human refinement is longer"),
+                     ylabel="human refinement ranked above initial")
     return rows
 

@@ -6,8 +6,9 @@ scenarios (a car repair, a vet bill, a cancelled flight, ...) with people, a pla
 and an outcome, and annotates its key facts (type and surface form, e.g. ``amount: "3,800 euros"``). Sentence
 templates, their order, fillers and vocabularies vary, so nothing can be learned from one sentence shape.
 
-The hidden **reader preference** is the same for every post: a summary must state the fact types in
-:data:`REQUIRED_FACTS` (how much the main thing cost, and how it ended). A model only learns it from the
+The hidden **reader preference** is the same for every post: a summary must state the required fact types
+(:data:`CHECKABLE_FACTS`: how much the main thing cost, and how it ended; by default both,
+:data:`REQUIRED_FACTS`). A model only learns it from the
 feedback, which the :class:`Oracle` writes as a person would ("You left out how much the repair cost.",
 "Say how it ended.") from many paraphrases, optionally with a share of vague or misleading feedback. The
 feedback is words, never a label.
@@ -39,7 +40,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-REQUIRED_FACTS = ("amount", "outcome")
+CHECKABLE_FACTS = ("amount", "outcome")  # the fact types the scorer can check in any wording
+REQUIRED_FACTS = CHECKABLE_FACTS  # the default reader preference
 # Fixed from the generator's reference summaries (longest 29 words, largest copy share 0.35 over 5000 posts; see
 # reference_bounds()), with headroom for a model's own wording, before looking at any model output.
 MAX_WORDS = 40
@@ -507,6 +509,7 @@ class Score:
     """The ground truth on one summary of one post (see the module docstring)."""
 
     present: dict[str, bool]
+    required: tuple[str, ...]
     wrong_amount: bool
     unsupported: tuple[str, ...]
     copy_share: float
@@ -515,7 +518,7 @@ class Score:
 
     @property
     def recall(self) -> float:
-        return sum(self.present[t] for t in REQUIRED_FACTS) / len(REQUIRED_FACTS)
+        return sum(self.present[t] for t in self.required) / len(self.required)
 
     @property
     def too_long(self) -> bool:
@@ -541,8 +544,11 @@ class Score:
                 "copies": self.copies}
 
 
-def score(post: Post, summary: str) -> Score:
-    """Score ``summary`` of ``post`` against the ground truth."""
+def score(post: Post, summary: str, required: Sequence[str] = REQUIRED_FACTS) -> Score:
+    """Score ``summary`` of ``post`` against the ground truth; ``required``: the fact types the reader wants."""
+    unknown = sorted(set(required) - set(CHECKABLE_FACTS))
+    if unknown or not required:
+        raise ValueError(f"required facts must be a non-empty subset of {CHECKABLE_FACTS}, got {list(required)}")
     amount = post.fact("amount").surface
     summary_numbers, post_numbers = _numbers(summary), _numbers(post.text + " " + post.title)
     key_numbers = _numbers(amount)
@@ -561,7 +567,7 @@ def score(post: Post, summary: str) -> Score:
     if len(_sentences(summary)) > 1:
         violations.append("more than one sentence")
     return Score(
-        present={"amount": has_amount, "outcome": has_outcome},
+        present={"amount": has_amount, "outcome": has_outcome}, required=tuple(required),
         wrong_amount=not has_amount and bool(post.distractor) and _numbers(post.distractor) <= summary_numbers,
         unsupported=tuple(unsupported), copy_share=copy_share, format_violations=tuple(violations),
         n_words=len(summary_words),
@@ -617,6 +623,7 @@ class Oracle:
     max_points: int = 2
     vague_fraction: float = 0.0
     misleading_fraction: float = 0.0
+    required: tuple[str, ...] = REQUIRED_FACTS
     rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -628,10 +635,10 @@ class Oracle:
         """Every applicable remark, most important first."""
         noun = post.cost_noun
         out = []
-        if not result.present["amount"]:
+        if "amount" in self.required and not result.present["amount"]:
             pool = WRONG_AMOUNT if result.wrong_amount else MISSING_AMOUNT
             out.append(self.rng.choice(pool).format(noun=noun, amount=post.fact("amount").surface))
-        if not result.present["outcome"]:
+        if "outcome" in self.required and not result.present["outcome"]:
             out.append(self.rng.choice(MISSING_OUTCOME))
         if result.unsupported:
             out.append(self.rng.choice(UNSUPPORTED).format(what=result.unsupported[0]))
@@ -646,7 +653,7 @@ class Oracle:
         return out
 
     def __call__(self, post: Post, summary: str) -> str:
-        result = score(post, summary)
+        result = score(post, summary, self.required)
         draw = self.rng.random()
         if draw < self.vague_fraction:
             return self.rng.choice(VAGUE)

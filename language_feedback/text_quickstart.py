@@ -36,7 +36,15 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-from language_feedback.feedback_world import Oracle, Post, generate_world, score, to_slf5k_row
+from language_feedback.feedback_world import (
+    CHECKABLE_FACTS,
+    REQUIRED_FACTS,
+    Oracle,
+    Post,
+    generate_world,
+    score,
+    to_slf5k_row,
+)
 from language_feedback.prompts import summarize_prompt, summary_completion
 from language_feedback.selectors import SelectionItem, Selector
 from language_feedback.summarization_data import validate_row
@@ -57,6 +65,7 @@ class WorldSettings:
     n_posts: int = 1000  # the first test_posts are test posts, the rest the training pool
     seed: int = 0
     test_posts: int = 210  # split evenly between the seeds
+    required_facts: list[str] = field(default_factory=lambda: list(REQUIRED_FACTS))  # the hidden reader preference
     feedback_points: int = 2  # the oracle names at most this many problems per summary
     vague_fraction: float = 0.0  # share of feedback replaced by vague remarks
     misleading_fraction: float = 0.0  # share of feedback replaced by misleading remarks
@@ -111,6 +120,9 @@ class TextQuickstartConfig:
                               key="world.n_posts")
         if self.best_of < 2:
             raise ConfigError(f"must be >= 2, got {self.best_of}", key="best_of")
+        if not self.world.required_facts or set(self.world.required_facts) - set(CHECKABLE_FACTS):
+            raise ConfigError(f"a non-empty subset of {list(CHECKABLE_FACTS)}, got {self.world.required_facts}",
+                              key="world.required_facts")
 
 
 class GroundTruthSelector(Selector):
@@ -118,14 +130,16 @@ class GroundTruthSelector(Selector):
 
     name = "ground_truth"
 
-    def __init__(self, posts: Sequence[Post]):
+    def __init__(self, posts: Sequence[Post], required: Sequence[str] = REQUIRED_FACTS):
         self.by_context = {summarize_prompt(p.title, p.text): p for p in posts}
+        self.required = tuple(required)
 
     def score(self, items: Sequence[SelectionItem]) -> list[list[float]]:
         missing = [i for i, item in enumerate(items) if item.context not in self.by_context]
         if missing:
             raise ValueError(f"ground-truth selector: items {missing[:5]} are not posts of this world")
-        return [[score(self.by_context[item.context], c).value for c in item.candidates] for item in items]
+        return [[score(self.by_context[item.context], c, self.required).value for c in item.candidates]
+                for item in items]
 
 
 def summarize_posts(model_path: str, posts: Sequence[Post], settings: SummarizationILFSettings, *, n: int = 1,
@@ -143,8 +157,8 @@ def summarize_posts(model_path: str, posts: Sequence[Post], settings: Summarizat
     return [[o.strip() for o in outs] for outs in outputs]
 
 
-def scored_rows(posts: Sequence[Post], summaries: Sequence[str]) -> list[dict]:
-    return [{"id": p.id, "summary": s, **score(p, s).to_json()} for p, s in zip(posts, summaries)]
+def scored_rows(posts: Sequence[Post], summaries: Sequence[str], required: Sequence[str]) -> list[dict]:
+    return [{"id": p.id, "summary": s, **score(p, s, required).to_json()} for p, s in zip(posts, summaries)]
 
 
 def derangement(n: int, rng: random.Random) -> list[int]:
@@ -174,7 +188,7 @@ class SeedRun:
         the same rows with the feedback shuffled across posts (the control)."""
         w = self.config.world
         oracle = Oracle(seed=self.seed, max_points=w.feedback_points, vague_fraction=w.vague_fraction,
-                        misleading_fraction=w.misleading_fraction)
+                        misleading_fraction=w.misleading_fraction, required=tuple(w.required_facts))
         rows = [to_slf5k_row(p, self.base_summaries[p.id], oracle(p, self.base_summaries[p.id])) for p in self.train]
         perm = derangement(len(rows), random.Random(self.seed))
         shuffled = [{**row, "feedback": rows[j]["feedback"]} for row, j in zip(rows, perm)]
@@ -195,7 +209,7 @@ class SeedRun:
         if method == "shuffled_feedback":
             samples = "shuffled_feedback"
         if method == "ilf_ground_truth":
-            selector = GroundTruthSelector(self.train)
+            selector = GroundTruthSelector(self.train, self.config.world.required_facts)
         run = SummarizationILF(settings, self.samples(samples), self.run_dir.stage_path(method), selector=selector)
         if method != "ilf_embedding":
             source = self.ilf("ilf_embedding").run_dir
@@ -244,7 +258,8 @@ class SeedRun:
         return [s[0] for s in summarize_posts(self.model(method), self.test, self.settings)]
 
     def evaluate(self, method: str, out: Path) -> None:
-        write_jsonl_atomic(out / "scores.jsonl", scored_rows(self.test, self.summaries(method)))
+        write_jsonl_atomic(out / "scores.jsonl", scored_rows(self.test, self.summaries(method),
+                                                             self.config.world.required_facts))
         if not self.config.keep_models and method != "ilf_embedding":  # ilf_embedding's model feeds the drift report
             for stale in (self.run_dir.stage_path(method) / "round1" / "model",
                           self.run_dir.stage_path("sft_initial") / "model"):
@@ -305,7 +320,8 @@ class TextQuickstart:
         test, train, _ = self.splits()
         posts = test + [p for s in self.config.seeds for p in train[s]]
         summaries = summarize_posts(self.config.ilf.model, posts, self.config.ilf)
-        write_jsonl_atomic(out / "summaries.jsonl", scored_rows(posts, [s[0] for s in summaries]))
+        write_jsonl_atomic(out / "summaries.jsonl", scored_rows(posts, [s[0] for s in summaries],
+                                                                self.config.world.required_facts))
 
     # -- driver -----------------------------------------------------------------------------------
 

@@ -94,3 +94,27 @@ def test_bad_config_fails_with_the_key_before_anything_runs(tmp_path, args, mess
     with pytest.raises(ConfigError, match=message):
         recipe.main(["--output_dir", str(tmp_path / "qs"), *args])
     assert not (tmp_path / "qs").exists()
+
+
+def test_ground_truth_agreement_of_selectors():
+    """The world's selector diagnostics: the ground-truth selector always picks a best refinement, a random one
+    about as often as chance, and the shuffled control uses other posts' feedback."""
+    import random as pyrandom
+
+    from language_feedback.evaluation import ground_truth_agreement
+    from language_feedback.feedback_world import flawed_summary, score
+    from language_feedback.selectors import RandomSelector
+
+    posts = generate_world(40, seed=5)
+    rng = pyrandom.Random(0)
+    items, values = [], []
+    for p in posts:
+        candidates = (flawed_summary(p, rng), p.reference, "It was fine.")
+        items.append(SelectionItem(text_quickstart.summarize_prompt(p.title, p.text), "x", f"feedback on {p.id}",
+                                   candidates))
+        values.append([score(p, c).value for c in candidates])
+    best = ground_truth_agreement(GroundTruthSelector(posts), items, values)
+    assert best["true_rate"] == 1.0 and best["shuffled_rate"] == 1.0 and best["n"] == 40
+    assert best["chance_rate"] == pytest.approx(1 / 3, abs=0.05)
+    random_pick = ground_truth_agreement(RandomSelector(seed=1), items, values)
+    assert random_pick["true_low"] <= random_pick["chance_rate"] <= random_pick["true_high"]

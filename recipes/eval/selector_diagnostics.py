@@ -6,7 +6,8 @@
 
 ``--data`` is SLF5K-format data (the ideal human summary is the human refinement) or code-feedback
 annotations in the ``mbpp_code_feedback.jsonl`` format (the annotator's program is the human refinement);
-``--format auto`` tells them apart. For each selector prints the fraction of inputs where it ranks the
+``--format auto`` tells them apart; on a text quickstart's output directory (``--format world``) it measures
+how often each selector picks the refinement with the best ground-truth score. For each selector prints the fraction of inputs where it ranks the
 human refinement above the initial output with true and with shuffled feedback (95% bootstrap CIs), the
 Spearman correlation of its scores with output length, and how often the human refinement is simply the
 longer text. All the work is in
@@ -24,10 +25,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     config = load_config(SelectorDiagnosticsConfig, argv)
     rows = run_selector_diagnostics(config)
     for r in rows:
-        print(f"{r['selector']}: human refinement ranked above initial: true feedback {r['true_rate']:.2f} "
-              f"[{r['true_low']:.2f}, {r['true_high']:.2f}], shuffled feedback {r['shuffled_rate']:.2f} "
-              f"[{r['shuffled_low']:.2f}, {r['shuffled_high']:.2f}]; score~length Spearman {r['length_spearman']:.2f}; "
-              f"human refinement is longer in {r['human_longer_rate']:.2f} (n={r['n']})")
+        what = "picks the best refinement (ground truth)" if "chance_rate" in r else "human refinement ranked above initial"
+        line = (f"{r['selector']}: {what}: true feedback {r['true_rate']:.2f} [{r['true_low']:.2f}, {r['true_high']:.2f}], "
+                f"shuffled feedback {r['shuffled_rate']:.2f} [{r['shuffled_low']:.2f}, {r['shuffled_high']:.2f}]")
+        if "chance_rate" in r:
+            line += f"; picking at random {r['chance_rate']:.2f} (n={r['n']})"
+        else:
+            line += (f"; score~length Spearman {r['length_spearman']:.2f}; human refinement is longer in "
+                     f"{r['human_longer_rate']:.2f} (n={r['n']})")
+        print(line)
     print(f"wrote results.csv, results.json and diagnostics.png to {config.output_dir}")
     return rows
 

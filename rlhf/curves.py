@@ -109,20 +109,33 @@ def _fmt(x: float) -> str | int:
     return int(x) if x.is_integer() else f"{x:.6g}"
 
 
+#: Bootstrap intervals over fewer runs than this say little: bands show the min–max over seeds instead.
+MIN_RUNS_FOR_BOOTSTRAP = 5
+
+
+def band_for(n_runs: int) -> tuple[tuple[str, str], str]:
+    """The band to draw for ``n_runs`` runs and what to call it: the IQM's 95% bootstrap interval from
+    :data:`MIN_RUNS_FOR_BOOTSTRAP` runs on, else the min–max over the runs."""
+    if n_runs >= MIN_RUNS_FOR_BOOTSTRAP:
+        return ("iqm_low", "iqm_high"), "95% bootstrap interval of the IQM"
+    return ("min", "max"), f"min–max over {n_runs} seeds"
+
+
 def plot_aggregates(
     path: str | Path,
     panels: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
     *,
     center: str = "iqm",
-    band: tuple[str, str] = ("iqm_low", "iqm_high"),
+    band: tuple[str, str] | None = None,
     title: str = "",
     reference_lines: Mapping[str, Mapping[str, float]] | None = None,
+    xlabel: str = "environment steps",
 ) -> Path:
     """One subplot per panel (e.g. "ground-truth return", "success rate"), one line per method.
 
-    ``center`` is the line (``"iqm"`` or ``"mean"``); ``band`` the shaded spread (the IQM bootstrap
-    interval, or ``("min", "max")`` over seeds). ``reference_lines`` maps a panel to labelled horizontal lines.
-    Written atomically as PNG.
+    ``center`` is the line (``"iqm"`` or ``"mean"``); ``band`` the shaded spread (None: :func:`band_for` the
+    number of runs, so a few seeds get a min–max band, not a "95%" one). The legend says what the band is.
+    ``reference_lines`` maps a panel to labelled horizontal lines. Written atomically as PNG.
     """
     import matplotlib
 
@@ -133,13 +146,15 @@ def plot_aggregates(
     for ax, (ylabel, aggregates) in zip(axes[0], panels.items()):
         for method, agg in aggregates.items():
             n = int(agg["runs"][0]) if len(agg["runs"]) else 0
-            (line,) = ax.plot(agg["step"], agg[center], label=f"{method} ({center}, {n} seeds)")
-            ax.fill_between(agg["step"], agg[band[0]], agg[band[1]], color=line.get_color(), alpha=0.2)
+            (low, high), band_name = (band, f"{band[0]}–{band[1]}") if band else band_for(n)
+            (line,) = ax.plot(agg["step"], agg[center], label=f"{method} ({center}; band: {band_name})")
+            ax.fill_between(agg["step"], agg[low], agg[high], color=line.get_color(), alpha=0.2)
         for label, y in (reference_lines or {}).get(ylabel, {}).items():
             ax.axhline(y, color="grey", linestyle="--", linewidth=1)
             ax.annotate(label, (0, y), xycoords=("axes fraction", "data"), fontsize=8, va="bottom", color="grey")
-        ax.set_xlabel("environment steps")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+        ax.ticklabel_format(axis="y", useOffset=False)  # "0.96", not "1e-5 + 9.601e-1"
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:

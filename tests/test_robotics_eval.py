@@ -52,6 +52,25 @@ def test_sample_efficiency_writes_csv_json_png(two_methods, tmp_path):
     assert final["gt"]["seeds"] == 2 and len(final["vlm"]["gt_return"]["per_seed"]) == 2
     assert json.loads((out / "final.json").read_text())["gt"]["gt_return"]["iqm"] == final["gt"]["gt_return"]["iqm"]
     assert (out / "sample_efficiency.png").read_bytes()[:8] == PNG_MAGIC
+    assert final["tasks"] == ["cartpole-upright"] and final["threshold"]["fraction_of_best_iqm"] == 0.95
+
+
+def test_sample_efficiency_plot_names_the_task_threshold_and_band(two_methods, tmp_path, monkeypatch):
+    """Two seeds: the band is the min–max and says so (not "95% bootstrap"); the threshold is drawn; the task is in
+    the title; no offset notation on the y axis."""
+    import rlhf.curves
+
+    figures = []
+    monkeypatch.setattr(rlhf.curves, "save_figure", lambda fig, path, dpi=110: figures.append(fig))
+    sample_efficiency.main(["--runs", f"{{gt: '{two_methods}/gt/seed_*'}}", "--output_dir", str(tmp_path),
+                            "--n_boot", "100"])
+    (fig,) = figures
+    returns_ax = fig.axes[0]
+    legend = [t.get_text() for t in returns_ax.get_legend().get_texts()]
+    assert legend == ["gt (iqm; band: min–max over 2 seeds)"]
+    assert "cartpole-upright" in fig._suptitle.get_text()
+    assert any("95% of the best IQM" in t.get_text() for t in returns_ax.texts)
+    assert returns_ax.yaxis.get_major_formatter().get_useOffset() is False
 
 
 def test_sample_efficiency_names_a_pattern_without_runs(two_methods, tmp_path):

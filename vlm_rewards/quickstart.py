@@ -292,7 +292,7 @@ class RoboticsQuickstart:
         plot_aggregates(
             out / "returns.png",
             {"ground-truth return": aggregates, "success rate (at episode end)": success_aggregates},
-            center="mean", band=("min", "max"),
+            center="mean",
             title=f"{cfg.task}: PPO on the fine-tuned CLIP reward vs on the ground-truth reward (mean, min-max over seeds)",
             reference_lines={"ground-truth return": {f"{t.threshold_fraction:.0%} of max": threshold}},
         )

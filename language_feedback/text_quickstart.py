@@ -14,6 +14,9 @@ samples for every method), the model's own greedy summaries get the oracle's fee
 - ``sft_initial``: fine-tuning on the model's own initial summaries;
 - ``best_of_n``: a Bradley–Terry reward model trained on the feedback-derived comparisons of the ILF run
   (selected refinement ≻ initial summary) picks the best of ``best_of`` samples of the base model;
+- ``sdpo`` (optional): TRL's SDPO, online self-distillation where the model, shown the oracle's feedback on
+  its initial summary, is the teacher of the model without it; no reward (the feedback is all it learns from,
+  as for ILF);
 - ``base``: the model as it is.
 
 Each method's greedy summaries of the seed's share of the test posts are scored; the report pools the seeds
@@ -53,9 +56,9 @@ from rlhf.artifacts import RunDir, read_jsonl, write_json_atomic, write_jsonl_at
 from rlhf.config import ConfigError, run_identity, runtime_field
 from rlhf.metrics import Estimate, mean_ci, rate
 from rlhf.targets import Target
-from rlhf.training import TrainingSettings
+from rlhf.training import GRPOSettings, TrainingSettings
 
-METHODS = ("ilf_embedding", "ilf_ground_truth", "no_feedback", "shuffled_feedback", "sft_initial", "best_of_n")
+METHODS = ("ilf_embedding", "ilf_ground_truth", "no_feedback", "shuffled_feedback", "sft_initial", "best_of_n", "sdpo")
 METRICS = ("good", "recall", "hallucination", "copying", "format_violation", "n_words")
 RATE_METRICS = ("good", "hallucination", "copying", "format_violation")
 
@@ -91,6 +94,10 @@ class TextQuickstartConfig:
     #: ``rounds`` and ``samples_per_round`` are set from ``feedback_samples``.
     ilf: SummarizationILFSettings = field(default_factory=SummarizationILFSettings)
     best_of: int = 4
+    #: SDPO's online settings (TRL argument names); it sees each feedback sample ``num_train_epochs`` times.
+    sdpo: GRPOSettings = field(default_factory=lambda: GRPOSettings(
+        learning_rate=5e-6, max_steps=-1, num_train_epochs=1.0, per_device_train_batch_size=8, num_generations=2,
+        max_completion_length=40, temperature=0.7))
     reward: TrainingSettings = field(
         default_factory=lambda: TrainingSettings(learning_rate=1e-4, num_train_epochs=2.0, per_device_train_batch_size=8,
                                                  max_length=512))
@@ -223,7 +230,30 @@ class SeedRun:
         """The fine-tuned model of a method (trained here unless done)."""
         if method == "sft_initial":
             return str(self.run_dir.stage("sft_initial", self._sft_initial) / "model")
+        if method == "sdpo":
+            return str(self.run_dir.stage("sdpo", self._sdpo) / "model")
         return str(self.ilf(method).run().final_model)
+
+    def _sdpo(self, out: Path) -> None:
+        """SDPO with the oracle's feedback as the teacher's privileged context and no reward signal."""
+        import torch
+
+        from rlhf.grpo import train_grpo
+        from rlhf.reward import FunctionReward
+
+        rows = [{"prompt": summarize_prompt(s.title, s.post), "privileged_context": s.feedback}
+                for s in self.samples("feedback")]
+        no_reward = FunctionReward(lambda batch: torch.zeros(len(batch)), name="no_reward")
+        settings = dataclasses.replace(self.config.sdpo, seed=self.seed)
+        train_grpo(self.settings.model, rows, [no_reward], self.run_dir.path / "sdpo.trainer", settings=settings,
+                   lora=self.settings.lora, algorithm="sdpo", algorithm_args={
+                       "distillation_weight": 1.0, "use_successful_as_teacher": False,
+                       "include_environment_feedback": True, "teacher_model_kind": "ema",
+                       # The teacher reads the feedback first, then the usual prompt it continues from.
+                       "feedback_template": "Feedback on an earlier summary of this post: {feedback_raw}\n\n",
+                       "reprompt_template": "{feedback}{prompt}",
+                   })
+        shutil.move(self.run_dir.path / "sdpo.trainer" / "final", out / "model")
 
     def _sft_initial(self, out: Path) -> None:
         from language_feedback.finetune import sft
@@ -257,14 +287,19 @@ class SeedRun:
             return [p.best.strip() for p in picks]
         return [s[0] for s in summarize_posts(self.model(method), self.test, self.settings)]
 
+    def model_dir(self, method: str) -> Path | None:
+        """Where a method's fine-tuned weights are (None: it fine-tunes nothing)."""
+        if method in ("sft_initial", "sdpo"):
+            return self.run_dir.stage_path(method) / "model"
+        return None if method == "best_of_n" else self.run_dir.stage_path(method) / "round1" / "model"
+
     def evaluate(self, method: str, out: Path) -> None:
         write_jsonl_atomic(out / "scores.jsonl", scored_rows(self.test, self.summaries(method),
                                                              self.config.world.required_facts))
-        if not self.config.keep_models and method != "ilf_embedding":  # ilf_embedding's model feeds the drift report
-            for stale in (self.run_dir.stage_path(method) / "round1" / "model",
-                          self.run_dir.stage_path("sft_initial") / "model"):
-                if method in str(stale) and stale.is_dir():
-                    shutil.rmtree(stale)
+        weights = self.model_dir(method)
+        # Scored: the weights are not needed again (ilf_embedding's feed the drift report), and are 0.5 GB each.
+        if not self.config.keep_models and method != "ilf_embedding" and weights is not None and weights.is_dir():
+            shutil.rmtree(weights)
 
     def run(self) -> dict[str, Path]:
         """Train and score every method; return the path of each method's scores."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from _recipes import load_recipe
 
@@ -25,6 +27,9 @@ def tiny_args(model: str, out) -> list[str]:
         "logging_steps: 1}"),
         "--reward", ("{learning_rate: 1.0e-3, num_train_epochs: 1, per_device_train_batch_size: 4, max_length: 256, "
         "logging_steps: 1}"),
+        "--sdpo", ("{learning_rate: 1.0e-4, max_steps: 2, per_device_train_batch_size: 2, num_generations: 2, "
+                   "max_completion_length: 8, logging_steps: 1}"),
+        "--methods", "[" + ", ".join(METHODS) + "]",
     ]
 
 
@@ -60,6 +65,10 @@ def test_quickstart_end_to_end_tiny_and_resume(tiny_lm_path, tmp_path, monkeypat
     selected = read_jsonl(seed0 / "ilf_ground_truth" / "round1/selection/selected.jsonl")
     assert all(max(r["scores"]) == r["scores"][r["candidates"].index(r["selected"])] for r in selected)
     assert not (seed0 / "sft_initial" / "model").exists()  # weights dropped once scored (keep_models: false)
+    # SDPO's teacher read each post's feedback as privileged context; it trained its 2 steps.
+    sdpo_log = json.loads((seed0 / "sdpo.trainer" / "log_history.json").read_text())
+    assert max(row["step"] for row in sdpo_log) == 2
+    assert any(row.get("self_distillation/feedback_used_fraction", 0) > 0 for row in sdpo_log)
 
     # A rerun trains and generates nothing.
     def must_not_run(*args, **kwargs):

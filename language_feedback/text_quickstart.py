@@ -494,3 +494,87 @@ def plot_methods(stats: dict[str, dict[str, Estimate]], path: Path) -> None:
         ax.set_title(metric.replace("_", " ") + (" (mean)" if metric == "recall" else " rate"), fontsize=9)
     fig.suptitle("Text quickstart: each method on the test posts (95% intervals)")
     save_figure(fig, path)
+
+
+@dataclass
+class TextSampleEfficiencyConfig(TextQuickstartConfig):
+    """The quickstart's methods at several numbers of feedback samples (nested: the 32 are among the 64)."""
+
+    output_dir: str = "runs/text_sample_efficiency"
+    sample_counts: list[int] = field(default_factory=lambda: [32, 64, 128])
+    metrics: list[str] = field(default_factory=lambda: ["recall", "good"])
+
+    def __post_init__(self) -> None:
+        counts = self.sample_counts
+        if not counts or len(set(counts)) != len(counts) or min(counts) < 2:
+            raise ConfigError(f"need distinct counts >= 2, got {counts}", key="sample_counts")
+        unknown = sorted(set(self.metrics) - {"recall", "good"})
+        if unknown or not self.metrics:
+            raise ConfigError(f"choose from ['recall', 'good'], got {self.metrics}", key="metrics")
+        self.feedback_samples = max(counts)  # each seed's pool: the largest count, the smaller ones nested in it
+        super().__post_init__()
+
+
+class TextSampleEfficiency(TextQuickstart):
+    """Each method's recall (and good-summary rate) against the number of feedback samples, IQM over seeds."""
+
+    config: TextSampleEfficiencyConfig
+
+    def run(self) -> dict:
+        import torch
+
+        cfg = self.config
+        torch.set_num_threads(cfg.torch_threads)
+        self.run_dir.stage("world", self.world)
+        self.run_dir.stage("base", self.base)
+        base = {row["id"]: row["summary"] for row in read_jsonl(self.run_dir.stage_path("base") / "summaries.jsonl")}
+        _, train, tests = self.splits()
+        keys = [(n, s) for n in cfg.sample_counts for s in cfg.seeds]
+        jobs = [(cfg, s, [p.to_json() for p in train[s][:n]], [p.to_json() for p in tests[s]], base,
+                 str(self.run_dir.path / f"n{n}" / f"seed{s}")) for n, s in keys]
+        print(f"{len(cfg.sample_counts)} sample counts {cfg.sample_counts} × {len(cfg.seeds)} seeds × "
+              f"{len(cfg.methods)} methods ({cfg.workers} workers)", flush=True)
+        if cfg.workers:
+            with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
+                results = list(pool.map(_run_seed, *zip(*jobs)))
+        else:
+            results = [_run_seed(*job) for job in jobs]
+        return self.sweep_report(dict(zip(keys, results)))
+
+    def sweep_report(self, score_files: dict[tuple[int, int], dict[str, str]]) -> dict:
+        """Per method and metric, one curve per seed (the base model at 0 samples); IQM over seeds; CSV and PNG."""
+        from rlhf.curves import aggregate, plot_aggregates, write_aggregates_csv
+
+        cfg = self.config
+        base_rows = {row["id"]: row for row in read_jsonl(self.run_dir.stage_path("base") / "summaries.jsonl")}
+        _, _, tests = self.splits()
+        aggregates: dict[str, dict[str, dict]] = {metric: {} for metric in cfg.metrics}
+        table: dict[str, dict] = {}
+        for method in cfg.methods:
+            curves = []
+            for seed in cfg.seeds:
+                base_scores = [base_rows[p.id] for p in tests[seed]]
+                points = [{"step": 0, **{m: mean_metric(base_scores, m) for m in cfg.metrics}}]
+                for n in cfg.sample_counts:
+                    scores = read_jsonl(score_files[(n, seed)][method])
+                    points.append({"step": n, **{m: mean_metric(scores, m) for m in cfg.metrics}})
+                curves.append(points)
+            for metric in cfg.metrics:
+                aggregates[metric][method] = aggregate(curves, metric)
+            table[method] = {m: {int(step): float(v) for step, v in zip(aggregates[m][method]["step"],
+                                                                          aggregates[m][method]["iqm"])}
+                             for m in cfg.metrics}
+        out = Path(cfg.output_dir)
+        write_aggregates_csv(out / "sample_efficiency.csv", aggregates)
+        labels = {"recall": "recall of the required facts", "good": "good-summary rate"}
+        plot_aggregates(out / "sample_efficiency.png", {labels[m]: aggregates[m] for m in cfg.metrics},
+                        xlabel="feedback samples (0: the base model)",
+                        title=f"Feedback world ({', '.join(cfg.world.required_facts)}): IQM over {len(cfg.seeds)} seeds")
+        summary = {"config": run_identity(cfg), "iqm": table}
+        write_json_atomic(out / "summary.json", summary)
+        return summary
+
+
+def mean_metric(rows: Sequence[dict], metric: str) -> float:
+    """The mean of a per-summary metric (``recall``, or ``good`` as 0/1) over scored rows."""
+    return float(sum(float(r[metric]) for r in rows) / len(rows))

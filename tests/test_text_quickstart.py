@@ -127,3 +127,19 @@ def test_ground_truth_agreement_of_selectors():
     assert best["chance_rate"] == pytest.approx(1 / 3, abs=0.05)
     random_pick = ground_truth_agreement(RandomSelector(seed=1), items, values)
     assert random_pick["true_low"] <= random_pick["chance_rate"] <= random_pick["true_high"]
+
+
+def test_sample_efficiency_sweep_tiny(tiny_lm_path, tmp_path):
+    """Nested counts, every method at each count, IQM curves starting from the base model at 0 samples."""
+    sweep = load_recipe("eval/text_sample_efficiency.py")
+    args = tiny_args(tiny_lm_path, tmp_path / "se")
+    args[args.index("--methods") + 1] = "[ilf_embedding, sft_initial]"
+    summary = sweep.main([*args, "--sample_counts", "[2, 3]"])
+    assert set(summary["iqm"]) == {"ilf_embedding", "sft_initial"}
+    assert list(summary["iqm"]["ilf_embedding"]["recall"]) == [0, 2, 3]
+    two = read_jsonl(tmp_path / "se" / "n2" / "seed0" / "data" / "feedback.jsonl")
+    three = read_jsonl(tmp_path / "se" / "n3" / "seed0" / "data" / "feedback.jsonl")
+    assert [r["id"] for r in two] == [r["id"] for r in three][:2]  # nested
+    assert (tmp_path / "se" / "sample_efficiency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ConfigError, match="'sample_counts' .*need distinct counts"):
+        sweep.main([*args, "--sample_counts", "[2, 2]"])

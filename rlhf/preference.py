@@ -131,7 +131,8 @@ class PreferenceRewardModel(RewardModel):
             path = Path(resolve_model_path(model, "reward_model"))
             self.model, loaded_tokenizer = _load_reward_model(path)
             tokenizer = tokenizer or loaded_tokenizer
-            self.name = name or f"rm_{path.name}"
+            # A run directory's reward model is <output_dir>/model: name it after the run.
+            self.name = name or f"rm_{path.parent.name if path.name == 'model' else path.name}"
             if prompt_format is None and (path / METADATA_FILE).is_file():
                 self.prompt_format = json.loads((path / METADATA_FILE).read_text()).get("prompt_format", "text")
             if device is None and torch.cuda.is_available():

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
 
 
 def load_recipe(relative_path: str) -> ModuleType:

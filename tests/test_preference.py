@@ -255,3 +255,24 @@ def test_conversational_reward_model_in_grpo_reads_the_chat_template_not_flatten
     logged = [row[f"rewards/{recording.name}/mean"] for row in trainer.state.log_history
               if f"rewards/{recording.name}/mean" in row]
     assert logged and logged[0] == pytest.approx(float(rm(seen).mean()), abs=1e-5)
+
+
+def test_reward_model_recipe_reuses_its_model_and_refuses_changed_settings(tiny_lm_path, tmp_path, capsys):
+    """A rerun with the same config reuses the trained model; a changed setting is refused with the key, never
+    answered with the old model's accuracy."""
+    from _recipes import REPO, load_recipe
+
+    from rlhf.artifacts import RunDirectoryMismatch
+
+    recipe = load_recipe("train_reward_model.py")
+    args = ["--config", str(REPO / "recipes" / "configs" / "reward_model_cpu.yaml"), "--model", tiny_lm_path,
+            "--data", str(REPO / "recipes" / "data" / "slf5k_demo"), "--output_dir", str(tmp_path / "rm"),
+            "--training", "{learning_rate: 1.0e-3, num_train_epochs: 1, per_device_train_batch_size: 8, max_length: 256}"]
+    first = recipe.main(args)
+    model = tmp_path / "rm" / "model" / "model.safetensors"
+    written = model.stat().st_mtime_ns
+    assert recipe.main(args) == first and model.stat().st_mtime_ns == written
+    changed = [*args[:-1], "{learning_rate: 1.0e-3, num_train_epochs: 2, per_device_train_batch_size: 8, max_length: 256}"]
+    with pytest.raises(RunDirectoryMismatch, match="training.num_train_epochs: 1.0 → 2.0"):
+        recipe.main(changed)
+    assert "reward model: " + str(tmp_path / "rm" / "model") in capsys.readouterr().out

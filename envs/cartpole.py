@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
-from envs.rendering import Canvas, check_render_size
+from envs.rendering import Canvas, SimState, check_render_size
 
 TRACK_HALF_LENGTH = 2.4  # gymnasium's x_threshold: the cart position is clipped to +-this
 POLE_LENGTH = 1.0  # gymnasium's `length` is half the pole
@@ -73,7 +73,7 @@ def describe_state(state: np.ndarray) -> str:
     return f"{pole} {where}"
 
 
-class PixelCartPoleEnv(CartPoleEnv):
+class PixelCartPoleEnv(SimState, CartPoleEnv):
     """Gymnasium CartPole with fixed-length episodes, a wrapped angle, a clipped cart and native rendering.
 
     Args:
@@ -82,6 +82,7 @@ class PixelCartPoleEnv(CartPoleEnv):
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 50}
+    STATE_FIELDS = ("x", "x_dot", "theta", "theta_dot")
 
     def __init__(self, render_mode: str | None = None, width: int = 224, height: int = 224) -> None:
         check_render_size(width, height)
@@ -95,18 +96,9 @@ class PixelCartPoleEnv(CartPoleEnv):
         self._background: np.ndarray | None = None
 
     # -- simulator state ------------------------------------------------------------------------
-    def get_sim_state(self) -> np.ndarray:
-        """The full simulator state ``[x, x_dot, theta, theta_dot]`` (a copy)."""
-        if self.state is None:
-            raise RuntimeError("PixelCartPoleEnv: call reset() before reading the state")
-        return np.array(self.state, dtype=np.float64)
-
     def set_sim_state(self, state: np.ndarray) -> None:
         """Put the simulator into ``state`` (angle wrapped, position clipped like a step would)."""
-        state = np.asarray(state, dtype=np.float64)
-        if state.shape != (4,):
-            raise ValueError(f"CartPole state must have shape (4,) [x, x_dot, theta, theta_dot], got {state.shape}")
-        self.state = self._constrain(state)
+        super().set_sim_state(state)
         self.steps_beyond_terminated = None
 
     def sample_sim_state(self, rng: np.random.Generator) -> np.ndarray:
@@ -117,8 +109,7 @@ class PixelCartPoleEnv(CartPoleEnv):
         low = np.array([-TRACK_HALF_LENGTH, -SAMPLE_CART_SPEED, -np.pi, -SAMPLE_POLE_SPEED])
         return rng.uniform(low, -low)
 
-    @staticmethod
-    def _constrain(state: np.ndarray) -> np.ndarray:
+    def _constrain(self, state: np.ndarray) -> np.ndarray:
         x, x_dot, theta, theta_dot = state
         if abs(x) > TRACK_HALF_LENGTH:  # the cart hits the end stop and stops there
             x, x_dot = float(np.clip(x, -TRACK_HALF_LENGTH, TRACK_HALF_LENGTH)), 0.0

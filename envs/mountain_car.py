@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 from gymnasium.envs.classic_control.continuous_mountain_car import Continuous_MountainCarEnv
 
-from envs.rendering import Canvas, check_render_size
+from envs.rendering import Canvas, SimState, check_render_size
 
 MIN_POSITION, MAX_POSITION, GOAL_POSITION, MAX_SPEED = -1.2, 0.6, 0.45, 0.07
 VALLEY_POSITION = -np.pi / 6  # the lowest point of sin(3x)
@@ -65,7 +65,7 @@ def describe_state(state: np.ndarray) -> str:
     return f"{where}, {motion}"
 
 
-class PixelMountainCarEnv(Continuous_MountainCarEnv):
+class PixelMountainCarEnv(SimState, Continuous_MountainCarEnv):
     """Continuous MountainCar with fixed-length episodes, an absorbing goal and native rendering.
 
     Reward per step: ``peak_reward(state)`` (1 while parked at the flag) minus gymnasium's
@@ -77,6 +77,7 @@ class PixelMountainCarEnv(Continuous_MountainCarEnv):
     """
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 30}
+    STATE_FIELDS = ("position", "velocity")
 
     def __init__(self, render_mode: str | None = None, width: int = 224, height: int = 224) -> None:
         check_render_size(width, height)
@@ -86,19 +87,10 @@ class PixelMountainCarEnv(Continuous_MountainCarEnv):
         self.width, self.height = int(width), int(height)
         self._background: np.ndarray | None = None
 
-    def get_sim_state(self) -> np.ndarray:
-        """The full simulator state ``[position, velocity]`` (a copy)."""
-        if self.state is None:
-            raise RuntimeError("PixelMountainCarEnv: call reset() before reading the state")
-        return np.array(self.state, dtype=np.float64)
-
-    def set_sim_state(self, state: np.ndarray) -> None:
-        """Put the simulator into ``state`` (position and velocity clipped to their ranges)."""
-        state = np.asarray(state, dtype=np.float64)
-        if state.shape != (2,):
-            raise ValueError(f"MountainCar state must have shape (2,) [position, velocity], got {state.shape}")
+    def _constrain(self, state: np.ndarray) -> np.ndarray:
+        """Position and velocity clipped to their ranges."""
         position = np.clip(state[0], MIN_POSITION, MAX_POSITION)
-        self.state = np.array([position, np.clip(state[1], -MAX_SPEED, MAX_SPEED)], dtype=np.float32)
+        return np.array([position, np.clip(state[1], -MAX_SPEED, MAX_SPEED)], dtype=np.float32)
 
     def sample_sim_state(self, rng: np.random.Generator) -> np.ndarray:
         """A state uniform over the state space (position in [-1.2, 0.6], velocity in [-0.07, 0.07])."""

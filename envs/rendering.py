@@ -142,3 +142,31 @@ def _pixel_centres(width: int, height: int, left: float, top: float, pixels_per_
     ys = top - (np.arange(height) + 0.5) / pixels_per_unit
     xs.flags.writeable = ys.flags.writeable = False
     return xs, ys
+
+
+class SimState:
+    """Mixin for the classic-control envs whose simulator state is the vector ``self.state``.
+
+    Subclasses name the state's fields (``STATE_FIELDS``) and keep a state inside its ranges in
+    ``_constrain`` (as a step would), so any vector given to :meth:`set_sim_state` is one the env can reach.
+    """
+
+    STATE_FIELDS: tuple[str, ...] = ()
+
+    def get_sim_state(self) -> np.ndarray:
+        """The full simulator state, a copy: the fields ``STATE_FIELDS`` in order."""
+        if self.state is None:
+            raise RuntimeError(f"{type(self).__name__}: call reset() before reading the state")
+        return np.array(self.state, dtype=np.float64)
+
+    def set_sim_state(self, state: np.ndarray) -> None:
+        """Put the simulator into ``state``, constrained to the env's ranges as a step would be."""
+        state = np.asarray(state, dtype=np.float64)
+        if state.shape != (len(self.STATE_FIELDS),):
+            raise ValueError(f"{type(self).__name__} state must have shape ({len(self.STATE_FIELDS)},) "
+                             f"[{', '.join(self.STATE_FIELDS)}], got {state.shape}")
+        self.state = self._constrain(state)
+
+    def _constrain(self, state: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+

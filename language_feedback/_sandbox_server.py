@@ -337,6 +337,24 @@ def _raised_record(exc: BaseException) -> dict:
             "limit": _limit_hit(exc)}
 
 
+def _send_outcome(compute) -> dict:
+    """Run ``compute()`` (the program's code), send the value it returned or what it raised, return the record.
+
+    Output the program printed is flushed first: an output limit it broke is its failure, not its value.
+    """
+    try:
+        value = compute()
+        error = _flush_output()
+        if error is not None:
+            raise error
+        record = _value_record(value)
+    except BaseException as exc:  # noqa: BLE001 - whatever the program raises is its outcome
+        _flush_output()
+        record = _raised_record(exc)
+    _send(record)
+    return record
+
+
 def _value_record(value) -> dict:
     try:
         return {"kind": "value", "value": to_tree(value)}
@@ -408,17 +426,7 @@ def _program_main(payload: dict) -> None:
         _flush_output()
         _exit(0)
     for code in expressions:
-        try:
-            value = eval(code, namespace)
-            error = _flush_output()
-            if error is not None:
-                raise error
-            record = _value_record(value)
-        except BaseException as exc:  # noqa: BLE001
-            _flush_output()
-            record = _raised_record(exc)
-        _send(record)
-        if record["kind"] == "exit":
+        if _send_outcome(lambda code=code: eval(code, namespace))["kind"] == "exit":
             break
     _flush_output()
     _exit(0)
@@ -465,20 +473,13 @@ def _serve(namespace: dict) -> None:
         if request["op"] == "names":
             _send({"kind": "names", "names": {n: _describe_name(namespace, n) for n in request["names"]}})
             continue
-        try:
+        def call(request: dict = request) -> object:
             name = request["name"]
             if name not in namespace:
                 raise NameError(f"name {name!r} is not defined")
-            value = namespace[name](*from_tree(request["args"]), **from_tree(request["kwargs"]))
-            error = _flush_output()
-            if error is not None:
-                raise error
-            record = _value_record(value)
-        except BaseException as exc:  # noqa: BLE001
-            _flush_output()
-            record = _raised_record(exc)
-        _send(record)
-        if record["kind"] == "exit":
+            return namespace[name](*from_tree(request["args"]), **from_tree(request["kwargs"]))
+
+        if _send_outcome(call)["kind"] == "exit":
             return
 
 

@@ -66,24 +66,33 @@ def to_tree(value: Any) -> Any:
     return _to_tree(value, _Budget(), 0)
 
 
-def _to_tree(value: Any, budget: _Budget, depth: int) -> Any:
+def _scalar(value: Any, budget: _Budget, depth: int) -> bool:
+    """Charge a scalar (None, bool, int, float, str) to the budget and say whether ``value`` is one.
+
+    Both directions charge the same, so whatever one side accepts, the other can send back.
+    """
     if depth > MAX_DEPTH:
         raise ValueTooLarge(f"the value is nested more than {MAX_DEPTH} levels deep")
     kind = type(value)
     if value is None or kind is bool:
         budget.spend(1, 5)
-        return value
-    if kind is int:
+    elif kind is int:
         if value.bit_length() > MAX_INT_BITS:
             raise ValueTooLarge(f"the value is an int of more than {MAX_INT_BITS} bits")
         budget.spend(1, value.bit_length() // 3 + 2)
-        return value
-    if kind is float:
+    elif kind is float:
         budget.spend(1, 24)
-        return value
-    if kind is str:
+    elif kind is str:
         budget.spend(1, len(value) + 2)
+    else:
+        return False
+    return True
+
+
+def _to_tree(value: Any, budget: _Budget, depth: int) -> Any:
+    if _scalar(value, budget, depth):
         return value
+    kind = type(value)
     if kind is list:
         budget.spend(1, 2)
         return [_to_tree(v, budget, depth + 1) for v in value]
@@ -140,24 +149,10 @@ def _pairs(items: Any, budget: _Budget, depth: int) -> list[tuple[Any, Any]]:
 
 
 def _from_tree(tree: Any, budget: _Budget, depth: int) -> Any:
-    if depth > MAX_DEPTH:
-        raise ValueTooLarge(f"the value is nested more than {MAX_DEPTH} levels deep")
-    kind = type(tree)
     # Each value costs what to_tree charges for it, so whatever is accepted here can be sent again.
-    if tree is None or kind is bool:
-        budget.spend(1, 5)
+    if _scalar(tree, budget, depth):
         return tree
-    if kind is float:
-        budget.spend(1, 24)
-        return tree
-    if kind is int:
-        if tree.bit_length() > MAX_INT_BITS:
-            raise ValueTooLarge(f"the value is an int of more than {MAX_INT_BITS} bits")
-        budget.spend(1, tree.bit_length() // 3 + 2)
-        return tree
-    if kind is str:
-        budget.spend(1, len(tree) + 2)
-        return tree
+    kind = type(tree)
     if kind is list:
         budget.spend(1, 2)
         return [_from_tree(v, budget, depth + 1) for v in tree]

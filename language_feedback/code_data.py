@@ -15,7 +15,7 @@ from pathlib import Path
 
 from language_feedback.prompts import mbpp_prompt
 from language_feedback.sandbox import SandboxJob
-from rlhf.artifacts import iter_jsonl
+from rlhf.artifacts import iter_jsonl, unique_rows
 
 MBPP_HUB_ID = "google-research-datasets/mbpp"
 
@@ -184,15 +184,9 @@ def load_mbpp(path_or_hub_id: str | Path, task_ids: Iterable[int] | range | None
         rows = [(where, row) for _, where, row in iter_jsonl(path, CodeDataError)]
     else:
         rows = _mbpp_rows_from_hub(str(path_or_hub_id))
-    problems, seen = [], {}
-    for where, row in rows:
-        problem = _mbpp_problem(row, where)
-        if problem.task_id in seen:
-            raise CodeDataError(f"{where}: duplicate task_id {problem.task_id} (first at {seen[problem.task_id]})")
-        seen[problem.task_id] = where
-        problems.append(problem)
-    if not problems:
-        raise CodeDataError(f"{path_or_hub_id}: no rows")
+    problems = unique_rows(((where, _mbpp_problem(row, where)) for where, row in rows), lambda p: p.task_id,
+                           "task_id", path_or_hub_id, CodeDataError)
+    seen = {p.task_id for p in problems}
     problems.sort(key=lambda p: int(p.task_id) if p.task_id.isdigit() else p.task_id)
     if task_ids is None:
         return problems

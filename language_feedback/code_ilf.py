@@ -34,8 +34,9 @@ from language_feedback.finetune import sft
 from language_feedback.generation import generate
 from language_feedback.prompts import CODE_STOP_STRINGS, code_completion, code_prompt, code_refine_prompt
 from language_feedback.selectors import SelectionItem, Selector
-from rlhf.artifacts import RunDir, read_jsonl, write_json_atomic, write_jsonl_atomic
-from rlhf.config import ConfigError, run_identity, runtime_field
+from rlhf.artifacts import read_jsonl, write_json_atomic, write_jsonl_atomic
+from rlhf.config import ConfigError, runtime_field
+from rlhf.experiment import Experiment
 from rlhf.metrics import mean_pass_at_k
 from rlhf.training import LoraSettings, TrainingSettings
 
@@ -249,15 +250,15 @@ def select_passing(candidates: Sequence[dict]) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------------------------------
 
 
-class CodeILF:
+class CodeILF(Experiment):
     """One round of ILF for code in a run directory; :meth:`run` executes (or resumes) every stage."""
 
     STAGES = ("eval_before", "refiner", "drafts", "feedback", "refinements", "policy", "eval_after")
+    config: CodeILFConfig
 
     def __init__(self, config: CodeILFConfig, accelerator=None):
-        self.config = config
+        super().__init__(config, state=accelerator)
         self.accelerator = accelerator
-        self.run_dir = RunDir(config.output_dir, run_identity(config), state=accelerator)
         self._models: dict[str, tuple[Any, Any]] = {}
         self._problems: dict[str, Any] | None = None
         self._records: list | None = None

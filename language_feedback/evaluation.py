@@ -94,6 +94,12 @@ def plot_win_rates(rows: list[dict], judge: str, path: Path) -> None:
     save_figure(fig, path, dpi=120)
 
 
+def win_rate_line(row: dict) -> str:
+    """One method's result as the recipe prints it."""
+    return (f"{row['method']}: win rate vs reference {row['win_rate']:.3f} [{row['low']:.3f}, {row['high']:.3f}] "
+            f"(n={row['n']}, wins {row['wins']}, ties {row['ties']}, losses {row['losses']}, judge {row['judge']})")
+
+
 def evaluate_win_rate(cfg: WinRateConfig) -> list[dict]:
     """One row per method (win rate and interval, wins/ties/losses); writes results, outcomes and a plot."""
     posts = {s.id: s for s in load_slf5k(cfg.data, cfg.split)}
@@ -287,14 +293,20 @@ def run_selector_diagnostics(cfg: SelectorDiagnosticsConfig) -> list[dict]:
     quickstart run :func:`ground_truth_agreement`); writes results and a plot."""
     if cfg.format == "world" or (cfg.format == "auto" and detect_format(cfg.data) == "world"):
         items, values = world_items(cfg.data)
-        rows = [{**ground_truth_agreement(build_selector(name, cfg, "summary"), items, values, cfg.seed),
-                 "data": cfg.data} for name in cfg.selectors]
-        out = Path(cfg.output_dir)
-        write_json_atomic(out / "results.json", rows)
-        write_csv_atomic(out / "results.csv", rows)
-        plot_diagnostics(rows, out / "diagnostics.png", reference=("chance_rate", "picking at random"),
-                         ylabel="picks the best refinement (ground truth)")
-        return rows
+        rows = [ground_truth_agreement(build_selector(name, cfg, "summary"), items, values, cfg.seed)
+                for name in cfg.selectors]
+        plot = {"reference": ("chance_rate", "picking at random"), "ylabel": "picks the best refinement (ground truth)"}
+    else:
+        items, noun = load_items(cfg)
+        rows = [selector_diagnostics(build_selector(name, cfg, noun), items, seed=cfg.seed) for name in cfg.selectors]
+        plot = {"reference": ("human_longer_rate", "human refinement is longer"),
+                "ylabel": "human refinement ranked above initial"}
+    rows = [{**row, "data": cfg.data} for row in rows]
+    out = Path(cfg.output_dir)
+    write_json_atomic(out / "results.json", rows)
+    write_csv_atomic(out / "results.csv", rows)
+    plot_diagnostics(rows, out / "diagnostics.png", **plot)
+    return rows
     items, noun = load_items(cfg)
     rows = []
     for name in cfg.selectors:

@@ -19,8 +19,9 @@ from transformers import TrainerCallback
 
 from language_feedback.prompts import summarize_prompt
 from language_feedback.summarization_data import load_slf5k
-from rlhf.artifacts import RunDir, read_jsonl, write_jsonl_atomic
-from rlhf.config import ConfigError, run_identity, runtime_field
+from rlhf.artifacts import read_jsonl, write_jsonl_atomic
+from rlhf.config import ConfigError, runtime_field
+from rlhf.experiment import Experiment
 from rlhf.grpo import logged, train_grpo
 from rlhf.preference import PreferenceRewardModel
 from rlhf.training import GRPOSettings, LoraSettings
@@ -95,20 +96,19 @@ class CodeRLConfig:
                               "is not part of the repository)", key="mbpp_path")
 
 
-class CodeRL:
+class CodeRL(Experiment):
     """GRPO or SDPO on MBPP with the execution reward; :meth:`run` returns the per-step log."""
 
     def __init__(self, config: CodeRLConfig):
         from language_feedback.code_data import load_mbpp
         from language_feedback.code_ilf import parse_task_ids
 
-        self.config = config
         wanted = parse_task_ids(config.train_tasks, "train_tasks")
         problems = load_mbpp(config.mbpp_path, wanted)
         if not problems:
             raise ConfigError(f"none of the task ids {config.train_tasks!r} is in {config.mbpp_path}", key="train_tasks")
         self.problems = problems[: config.limit] if config.limit else problems
-        self.run_dir = RunDir(config.output_dir, run_identity(config))
+        super().__init__(config)
 
     def prompts(self, out: Path) -> None:
         """The policy's prompts; for SDPO, with the sandbox's feedback on the base model's own (greedy) program."""

@@ -21,8 +21,8 @@ from typing import Any
 from language_feedback.prompts import summarize_prompt
 from language_feedback.summarization_data import comparisons as human_comparisons
 from language_feedback.summarization_data import load_slf5k
-from rlhf.artifacts import RunDir
-from rlhf.config import ConfigError, run_identity
+from rlhf.config import ConfigError
+from rlhf.experiment import Experiment
 from rlhf.preference import METADATA_FILE, load_comparisons_jsonl, train_reward_model
 from rlhf.training import LoraSettings, TrainingSettings
 
@@ -62,17 +62,18 @@ def slf5k_comparisons(data: str, split: str) -> list[dict[str, str]]:
     return human_comparisons(load_slf5k(data, split), lambda s: summarize_prompt(s.title, s.post))
 
 
-class RewardModelTraining:
+class RewardModelTraining(Experiment):
     """Train (or reuse) the reward model a :class:`RewardModelTrainingConfig` describes."""
 
+    config: RewardModelTrainingConfig
+
     def __init__(self, config: RewardModelTrainingConfig):
-        self.config = config
         self.train_rows = slf5k_comparisons(config.data, config.split) if config.human_comparisons else []
         for path in config.comparisons:
             self.train_rows += load_comparisons_jsonl(path)
         self.eval_rows = (load_comparisons_jsonl(config.eval_comparisons) if config.eval_comparisons
                           else slf5k_comparisons(config.data, config.eval_split))
-        self.run_dir = RunDir(config.output_dir, run_identity(config))
+        super().__init__(config)
 
     @property
     def model_dir(self) -> Path:
@@ -82,6 +83,11 @@ class RewardModelTraining:
         cfg = self.config
         train_reward_model(cfg.model, self.train_rows, out, eval_comparisons=self.eval_rows, lora=cfg.lora,
                            settings=cfg.training, trainer_dir=self.run_dir.path / "trainer")
+
+    def report(self, metrics: dict[str, Any]) -> str:
+        """What the recipe prints: the held-out accuracy before and after training, and where the model is."""
+        return (f"held-out accuracy: {metrics['eval_accuracy']:.3f} (before training "
+                f"{metrics['eval_accuracy_before']:.3f}, n={metrics['n_eval']})\nreward model: {self.model_dir}")
 
     def run(self) -> dict[str, Any]:
         """Train unless done; return the metrics (held-out accuracy before and after training, counts)."""

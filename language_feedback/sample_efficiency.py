@@ -38,10 +38,11 @@ from language_feedback.summarization_data import (
     subsample,
 )
 from language_feedback.summarization_ilf import STOP_STRINGS, SummarizationILF, SummarizationILFSettings
-from rlhf.artifacts import RunDir, read_jsonl, write_csv_atomic, write_json_atomic, write_jsonl_atomic
+from rlhf.artifacts import read_jsonl, write_csv_atomic, write_json_atomic, write_jsonl_atomic
 from rlhf.best_of_n import best_of_n
 from rlhf.config import ConfigError, run_identity
 from rlhf.curves import save_figure
+from rlhf.experiment import Experiment
 from rlhf.metrics import outcomes_from_scores, win_rate
 from rlhf.models import load_causal_lm
 from rlhf.preference import PreferenceRewardModel, train_reward_model
@@ -90,11 +91,13 @@ def identity(cfg: SampleEfficiencyConfig) -> dict:
     return {k: v for k, v in run_identity(cfg).items() if k not in ("sample_counts", "methods")}
 
 
-class SummarizationSampleEfficiency:
+class SummarizationSampleEfficiency(Experiment):
     """The sweep as an experiment: :meth:`run` returns one row per (method, n) with its win rate and interval."""
 
+    config: SampleEfficiencyConfig
+
     def __init__(self, config: SampleEfficiencyConfig):
-        cfg = self.config = config
+        cfg = config
         self.train = load_slf5k(cfg.data, cfg.train_split)
         n_feedback = len(feedback_samples(self.train))
         bad = [n for n in cfg.sample_counts if not 1 <= n <= n_feedback]
@@ -112,7 +115,7 @@ class SummarizationSampleEfficiency:
         self.test = test[: cfg.n_test] if cfg.n_test else test
         self.test_prompts = [summarize_prompt(s.title, s.post) for s in self.test]
         self.references = [s.tldr_human_reference_summary for s in self.test]
-        self.run_dir = RunDir(cfg.output_dir, identity(cfg))
+        super().__init__(cfg, identity=identity(cfg))
         self.base = cfg.ilf.model
 
     # -- pieces -----------------------------------------------------------------------------------
@@ -222,6 +225,12 @@ class SummarizationSampleEfficiency:
                                                  "sample_ids": sample_ids})
         plot_sample_efficiency(results, out / "sample_efficiency.png")
         return results
+
+
+def result_line(row: dict, n_test: int) -> str:
+    """One (method, n) point as the recipe prints it."""
+    return (f"{row['method']} n={row['n']}: win rate vs reference {row['value']:.2f} [{row['low']:.2f}, "
+            f"{row['high']:.2f}] (n_test={n_test})")
 
 
 def plot_sample_efficiency(results: list[dict], path: Path) -> None:

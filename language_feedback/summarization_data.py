@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlhf.artifacts import iter_jsonl
+from rlhf.artifacts import iter_jsonl, unique_rows
 
 logger = logging.getLogger(__name__)
 
@@ -86,16 +86,8 @@ def validate_row(row: object, where: str) -> SummaryFeedbackSample:
 
 
 def _load_jsonl(path: Path) -> list[SummaryFeedbackSample]:
-    samples, seen = [], {}
-    for lineno, where, row in iter_jsonl(path, SLF5KFormatError):
-        sample = validate_row(row, where)
-        if sample.id in seen:
-            raise SLF5KFormatError(f"{where}: duplicate id {sample.id!r} (first on line {seen[sample.id]})")
-        seen[sample.id] = lineno
-        samples.append(sample)
-    if not samples:
-        raise SLF5KFormatError(f"{path}: no rows")
-    return samples
+    rows = ((where, validate_row(row, where)) for _, where, row in iter_jsonl(path, SLF5KFormatError))
+    return unique_rows(rows, lambda sample: sample.id, "id", path, SLF5KFormatError)
 
 
 def _load_hub(split: str) -> list[SummaryFeedbackSample]:

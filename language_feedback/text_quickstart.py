@@ -34,9 +34,7 @@ import random
 import shutil
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 from language_feedback.feedback_world import (
@@ -54,6 +52,7 @@ from language_feedback.summarization_data import validate_row
 from language_feedback.summarization_ilf import STOP_STRINGS, SummarizationILF, SummarizationILFSettings
 from rlhf.artifacts import RunDir, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from rlhf.config import ConfigError, run_identity, runtime_field
+from rlhf.experiment import Experiment, worker_pool
 from rlhf.metrics import Estimate, mean_ci, rate
 from rlhf.targets import Target
 from rlhf.training import GRPOSettings, TrainingSettings
@@ -322,14 +321,10 @@ def _run_seed(config: TextQuickstartConfig, seed: int, train: list[dict], test: 
     return {m: str(p) for m, p in paths.items()}
 
 
-class TextQuickstart:
+class TextQuickstart(Experiment):
     """The quickstart experiment (see the module docstring); :meth:`run` returns the summary."""
 
-    def __init__(self, config: TextQuickstartConfig):
-        self.config = config
-        self.started = time.time()
-        self.fresh = not Path(config.output_dir).exists()
-        self.run_dir = RunDir(config.output_dir, run_identity(config))
+    config: TextQuickstartConfig
 
     # -- stages -----------------------------------------------------------------------------------
 
@@ -375,11 +370,8 @@ class TextQuickstart:
               f"each ({cfg.workers} workers)", flush=True)
         jobs = [(cfg, s, [p.to_json() for p in train[s]], [p.to_json() for p in tests[s]], base,
                  str(self.run_dir.path / f"seed{s}")) for s in cfg.seeds]
-        if cfg.workers:
-            with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
-                results = list(pool.map(_run_seed, *zip(*jobs)))
-        else:
-            results = [_run_seed(*job) for job in jobs]
+        with worker_pool(cfg.workers) as pool:
+            results = list(pool.map(_run_seed, *zip(*jobs)))
         print("[3/3] report", flush=True)
         return self.report({s: r for s, r in zip(cfg.seeds, results)})
 
@@ -534,11 +526,8 @@ class TextSampleEfficiency(TextQuickstart):
                  str(self.run_dir.path / f"n{n}" / f"seed{s}")) for n, s in keys]
         print(f"{len(cfg.sample_counts)} sample counts {cfg.sample_counts} × {len(cfg.seeds)} seeds × "
               f"{len(cfg.methods)} methods ({cfg.workers} workers)", flush=True)
-        if cfg.workers:
-            with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
-                results = list(pool.map(_run_seed, *zip(*jobs)))
-        else:
-            results = [_run_seed(*job) for job in jobs]
+        with worker_pool(cfg.workers) as pool:
+            results = list(pool.map(_run_seed, *zip(*jobs)))
         return self.sweep_report(dict(zip(keys, results)))
 
     def sweep_report(self, score_files: dict[tuple[int, int], dict[str, str]]) -> dict:

@@ -21,9 +21,7 @@ def main(argv: list[str] | None = None) -> dict:
     experiment = RewardModelTraining(load_config(RewardModelTrainingConfig, argv))
     print(f"training on {len(experiment.train_rows)} comparisons, held-out {len(experiment.eval_rows)}")
     metrics = experiment.run()
-    print(f"held-out accuracy: {metrics['eval_accuracy']:.3f} (before training {metrics['eval_accuracy_before']:.3f}, "
-          f"n={metrics['n_eval']})")
-    print(f"reward model: {experiment.model_dir}")
+    print(experiment.report(metrics))
     return metrics
 
 

@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +92,23 @@ def iter_jsonl(path: str | os.PathLike, error: type[Exception] | None = None) ->
             if not isinstance(row, dict):
                 raise error(f"{where}: expected a JSON object, got {type(row).__name__}")
             yield lineno, where, row
+
+
+def unique_rows(rows: Iterable[tuple[str, Any]], key: Callable[[Any], Any], what: str, source: Any,
+                error: type[Exception] | None = None) -> list[Any]:
+    """The items of ``(where, item)`` pairs in order, each ``key`` once; a repeat raises ``error`` naming where
+    both are (``what`` names the key, e.g. "id"); no items at all raises too, naming ``source``."""
+    error = error or DataFormatError
+    items, seen = [], {}
+    for where, item in rows:
+        k = key(item)
+        if k in seen:
+            raise error(f"{where}: duplicate {what} {k!r} (first at {seen[k]})")
+        seen[k] = where
+        items.append(item)
+    if not items:
+        raise error(f"{source}: no rows")
+    return items
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

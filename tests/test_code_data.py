@@ -100,7 +100,7 @@ def test_load_mbpp_unknown_task_ids(mbpp_file):
         ({**MBPP_ROWS[1], "task_id": 4, "code": "def f(:\n"}, r"line 2: field 'code' does not parse"),
         ({**MBPP_ROWS[1], "task_id": 4, "test_list": ["assert g() == 1"]}, r"line 2: the tests call none"),
         ({**MBPP_ROWS[1], "task_id": None}, r"line 2: field 'task_id'"),
-        (MBPP_ROWS[0], r"line 2: duplicate task_id 12"),
+        (MBPP_ROWS[0], r"line 2: duplicate task_id '12' \(first at .*, line 1\)"),
     ],
 )
 def test_bad_mbpp_rows_name_file_line_and_field(tmp_path, bad_row, message):

@@ -99,6 +99,14 @@ class Anything:
 
 
 
+# The end of every attack that looks for the expected values: scan() builds a table, add() answers from it.
+ANSWER_FROM_SCAN = """
+TABLE = scan()
+def add(a, b):
+    return answer(TABLE, a, b)
+"""
+
+
 def attack(*parts: str) -> str:
     """A program made of several snippets, each indented its own way."""
     return "\n".join(textwrap.dedent(part) for part in parts)
@@ -409,10 +417,7 @@ ATTACKS: dict[str, str] = {
                         continue
                     budget -= end - start
             return table
-        TABLE = scan()
-        def add(a, b):
-            return answer(TABLE, a, b)
-        """),
+        """, ANSWER_FROM_SCAN),
     "read_other_processes": attack(FIND_ANSWERS, """
         import os
         def scan():
@@ -441,10 +446,7 @@ ATTACKS: dict[str, str] = {
                 except (OSError, ValueError, OverflowError):
                     pass
             return table
-        TABLE = scan()
-        def add(a, b):
-            return answer(TABLE, a, b)
-        """),
+        """, ANSWER_FROM_SCAN),
     "search_files_for_the_tests": attack(FIND_ANSWERS, """
         import os
         def scan():
@@ -461,10 +463,7 @@ ATTACKS: dict[str, str] = {
                         except OSError:
                             pass
             return table
-        TABLE = scan()
-        def add(a, b):
-            return answer(TABLE, a, b)
-        """),
+        """, ANSWER_FROM_SCAN),
     # --- against the trusted side itself --------------------------------------------------------------------
     "kill_every_process_it_can": """
         import os, signal

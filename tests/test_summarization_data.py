@@ -94,7 +94,7 @@ def test_load_valid_file_and_split_directory(tmp_path):
         (lambda r: r.update(post=""), ", line 3: field 'post' is empty"),
         (lambda r: r.update(title=["x"]), ", line 3: field 'title' must be a string"),
         (lambda r: r.update(comparison_preference="C"), ", line 3: field 'comparison_preference' is 'C'"),
-        (lambda r: r.update(id="t0"), ", line 3: duplicate id 't0' \\(first on line 1\\)"),
+        (lambda r: r.update(id="t0"), ", line 3: duplicate id 't0' \\(first at .*, line 1\\)"),
     ],
 )
 def test_bad_row_names_file_line_and_field(tmp_path, edit, message):

@@ -22,18 +22,16 @@ import json
 import os
 import resource
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from typing_extensions import Self
 
-from rlhf.artifacts import RunDir, write_json_atomic, write_text_atomic
-from rlhf.config import ConfigError, config_to_dict, run_identity, runtime_field
+from rlhf.artifacts import write_json_atomic, write_text_atomic
+from rlhf.config import ConfigError, config_to_dict, runtime_field
 from rlhf.curves import aggregate, first_step_reaching, plot_aggregates, write_aggregates_csv
+from rlhf.experiment import Experiment, worker_pool
 from rlhf.rl import RLConfig, load_run_outputs, state_reward_epic
 from rlhf.targets import Target, ratio
 from vlm_rewards.clip_models import load_open_clip
@@ -115,34 +113,13 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-class _InlinePool:
-    """``workers: 0``: run each job in this process when it is submitted (no worker start-up cost)."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def submit(self, fn: Any, *args: Any) -> Future:
-        future: Future = Future()
-        future.set_result(fn(*args))
-        return future
-
-
-def _pool(workers: int) -> ProcessPoolExecutor | _InlinePool:
-    """Worker processes (spawned: each starts clean, one torch thread) or, for 0 workers, this process."""
-    return ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers else _InlinePool()
-
-
-class RoboticsQuickstart:
+class RoboticsQuickstart(Experiment):
     """The quickstart experiment (see the module docstring); :meth:`run` returns the summary."""
 
+    config: QuickstartConfig
+
     def __init__(self, config: QuickstartConfig):
-        self.config = config
-        self.started = time.time()
-        self.fresh = not Path(config.output_dir).exists()
-        self.run_dir = RunDir(config.output_dir, run_identity(config))
+        super().__init__(config)
         self.clip_dir = self.run_dir.stage_path("clip") / "model"
 
     def method_config(self, method: str) -> TrainPolicyConfig:
@@ -213,7 +190,7 @@ class RoboticsQuickstart:
         make_trainers(method_cfgs["ground_truth"])  # foreign run directories fail here, before anything trains
         # The ground-truth agents need no CLIP model: they train in the worker processes while this
         # process captions frames and fine-tunes CLIP; the VLM-reward agents follow once CLIP is ready.
-        with _pool(cfg.workers) as pool:
+        with worker_pool(cfg.workers) as pool:
             print(f"training {len(cfg.seeds)} ground-truth-reward agents in the background ({cfg.workers} workers)",
                   flush=True)
             futures = [pool.submit(_train_one, method_cfgs["ground_truth"], s) for s in cfg.seeds]

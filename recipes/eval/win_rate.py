@@ -17,7 +17,7 @@ All the work is in ``language_feedback.evaluation``. Prints one line per method 
 
 from __future__ import annotations
 
-from language_feedback.evaluation import WinRateConfig, evaluate_win_rate
+from language_feedback.evaluation import WinRateConfig, evaluate_win_rate, win_rate_line
 from rlhf.cli import run_recipe
 from rlhf.config import load_config
 
@@ -25,10 +25,8 @@ from rlhf.config import load_config
 def main(argv: list[str] | None = None) -> list[dict]:
     config = load_config(WinRateConfig, argv)
     rows = evaluate_win_rate(config)
-    for row in rows:
-        print(f"{row['method']}: win rate vs reference {row['win_rate']:.3f} [{row['low']:.3f}, {row['high']:.3f}] "
-              f"(n={row['n']}, wins {row['wins']}, ties {row['ties']}, losses {row['losses']}, judge {row['judge']})")
-    print(f"wrote results.json, results.csv, outcomes.jsonl and win_rate.png to {config.output_dir}")
+    print("\n".join(map(win_rate_line, rows)), f"\nwrote results.json, results.csv, outcomes.jsonl and win_rate.png to "
+          f"{config.output_dir}")
     return rows
 
 

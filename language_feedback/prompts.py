@@ -27,6 +27,18 @@ REFINE_WITHOUT_FEEDBACK_TEMPLATE = (
     "Summary: {summary}\n\nImproved TL;DR:"
 )
 
+# For instruction-tuned models (a tokenizer with a chat template), the refinement request is an instruction in a
+# user message: a 135M chat model asked this way wrote refinements that state what the feedback asks for about
+# 1.5 times as often as with the completion-style template above (measured in the feedback world, 16 posts x 4).
+REFINE_WITH_FEEDBACK_INSTRUCTION = (
+    "Here is a post, a summary of it, and feedback on the summary.\n\nTitle: {title}\n\nPost: {post}\n\n"
+    "Summary: {summary}\n\nFeedback: {feedback}\n\nRewrite the summary so that it follows the feedback."
+)
+REFINE_WITHOUT_FEEDBACK_INSTRUCTION = (
+    "Here is a post and a summary of it.\n\nTitle: {title}\n\nPost: {post}\n\nSummary: {summary}\n\n"
+    "Rewrite the summary to make it better."
+)
+
 # InstructRM (selectors.InstructRMSelector): the judge sees the input, the original output, the feedback
 # and a candidate refinement, then one yes/no question; several phrasings are averaged.
 # `{noun}` is what is being refined ("summary", "program").
@@ -53,13 +65,20 @@ def summarize_prompt(title: str, post: str) -> str:
     return SUMMARIZE_TEMPLATE.format(title=title.strip(), post=post.strip())
 
 
-def refine_prompt(title: str, post: str, summary: str, feedback: str | None) -> str:
-    """Prompt asking for an improved summary; ``feedback=None`` gives the no-feedback ablation."""
-    if feedback is None:
-        return REFINE_WITHOUT_FEEDBACK_TEMPLATE.format(title=title.strip(), post=post.strip(), summary=summary.strip())
-    return REFINE_WITH_FEEDBACK_TEMPLATE.format(
-        title=title.strip(), post=post.strip(), summary=summary.strip(), feedback=feedback.strip()
-    )
+def refine_prompt(title: str, post: str, summary: str, feedback: str | None, tokenizer=None) -> str:
+    """Prompt asking for an improved summary; ``feedback=None`` gives the no-feedback ablation.
+
+    With a ``tokenizer`` that has a chat template, the request is an instruction in a user message, formatted
+    by that template; otherwise the completion-style template that ends in "Improved TL;DR:".
+    """
+    fields = {"title": title.strip(), "post": post.strip(), "summary": summary.strip()}
+    if feedback is not None:
+        fields["feedback"] = feedback.strip()
+    if getattr(tokenizer, "chat_template", None):
+        instruction = REFINE_WITHOUT_FEEDBACK_INSTRUCTION if feedback is None else REFINE_WITH_FEEDBACK_INSTRUCTION
+        return tokenizer.apply_chat_template([{"role": "user", "content": instruction.format(**fields)}],
+                                             tokenize=False, add_generation_prompt=True)
+    return (REFINE_WITHOUT_FEEDBACK_TEMPLATE if feedback is None else REFINE_WITH_FEEDBACK_TEMPLATE).format(**fields)
 
 
 def instructrm_prompts(context: str, initial: str, feedback: str, refinement: str, noun: str = "summary") -> list[str]:

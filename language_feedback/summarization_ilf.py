@@ -136,7 +136,8 @@ def fit_posts(samples: Sequence[SummaryFeedbackSample], tokenizer, max_prompt_to
         post_ids = tokenizer(s.post, add_special_tokens=False)["input_ids"]
         keep, post = len(post_ids), s.post
         while True:
-            n = len(tokenizer(refine_prompt(s.title, post, s.generated_summary_for_feedback, s.feedback))["input_ids"])
+            prompt = refine_prompt(s.title, post, s.generated_summary_for_feedback, s.feedback, tokenizer)
+            n = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
             if n <= max_prompt_tokens:
                 break
             keep -= n - max_prompt_tokens  # re-tokenizing a cut post can shift a token or two: loop until it fits
@@ -280,8 +281,9 @@ class SummarizationILF:
 
     def refinements(self, r: int, out: Path) -> None:
         cfg, batch = self.settings, self.batch(r)
+        _, tokenizer = self._model(self.model_path(r))
         prompts = [refine_prompt(s.title, s.post, s.generated_summary_for_feedback,
-                                 s.feedback if cfg.use_feedback else None) for s in batch]
+                                 s.feedback if cfg.use_feedback else None, tokenizer) for s in batch]
         outs = self._generate(self.model_path(r), prompts, cfg.num_refinements, cfg.temperature,
                               cfg.seed + 1000 * r + 1)
         write_jsonl_atomic(out / "refinements.jsonl", [

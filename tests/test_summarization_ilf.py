@@ -134,3 +134,20 @@ def test_resume_after_kill(tiny_lm_path, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
     assert (run / "round1" / "model" / "model.safetensors").is_file() and (run / "summary.json").is_file()
     assert len(result.metrics) == 1
+
+
+def test_refinement_requests_are_instructions_for_chat_models(tiny_lm_path):
+    from transformers import AutoTokenizer
+
+    from language_feedback.prompts import refine_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm_path)
+    raw = refine_prompt("T", "A post.", "A summary.", "Say what it cost.", tokenizer)
+    assert raw.endswith("Improved TL;DR:") and "Feedback on summary: Say what it cost." in raw  # no chat template
+    tokenizer.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>{% endfor %}"
+                               "{% if add_generation_prompt %}<assistant>{% endif %}")
+    chat = refine_prompt("T", "A post.", "A summary.", "Say what it cost.", tokenizer)
+    assert chat.startswith("<user>") and chat.endswith("<assistant>")
+    assert "Feedback: Say what it cost." in chat and "Rewrite the summary so that it follows the feedback." in chat
+    ablation = refine_prompt("T", "A post.", "A summary.", None, tokenizer)
+    assert "Feedback" not in ablation and "Rewrite the summary to make it better." in ablation

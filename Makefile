@@ -1,6 +1,7 @@
-# Two entry points for a fresh machine; each sets up .venv (once) and then does its work.
-#   make quickstart   the offline CPU quickstart (robotics recipe)
-#   make test         the whole test suite
+# Entry points for a fresh machine; each sets up .venv (once) and then does its work.
+#   make quickstart        the offline CPU quickstart (robotics recipe)
+#   make quickstart-text   the offline CPU text quickstart (language feedback in a world with a ground truth)
+#   make test              the whole test suite
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,7 +14,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test quickstart lint
+.PHONY: setup test quickstart quickstart-text lint
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -29,6 +30,9 @@ test: setup
 
 quickstart: setup
 	$(PY) recipes/quickstart.py
+
+quickstart-text: setup
+	$(PY) recipes/quickstart_text.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -102,7 +102,7 @@ class TextQuickstartConfig:
                                                  max_length=512))
     keep_models: bool = False  # False: a method's fine-tuned weights are deleted once its summaries are scored
     workers: int = runtime_field(2)  # seeds in parallel, one torch thread each (0: in this process)
-    torch_threads: int = runtime_field(2)  # for the main process's generation
+    torch_threads: int = runtime_field(1)  # main process; 2 threads ran far slower when the cores were shared
     targets: TextTargets = field(default_factory=TextTargets)
 
     def __post_init__(self) -> None:

@@ -156,6 +156,15 @@ def fit_posts(samples: Sequence[SummaryFeedbackSample], tokenizer, max_prompt_to
     return out
 
 
+def chat_reply(text: str) -> str:
+    """The answer in a chat model's reply: a first line that only introduces it (ends with ":", more follows)
+    is dropped, and the answer ends at the first blank line after it."""
+    lines = text.strip().split("\n")
+    if len(lines) > 1 and lines[0].rstrip().endswith(":"):
+        lines = lines[1:]
+    return "\n".join(lines).strip().split("\n\n")[0].strip()
+
+
 def sample_from_row(row: dict) -> SummaryFeedbackSample:
     return SummaryFeedbackSample(**{f.name: row[f.name] for f in dataclasses.fields(SummaryFeedbackSample)})
 
@@ -240,7 +249,10 @@ class SummarizationILF:
             self._policy = (path, load_causal_lm(path, device=device))
         return self._policy[1]
 
-    def _generate(self, model_path: str, prompts: list[str], n: int, temperature: float, seed: int) -> list[list[str]]:
+    def _generate(self, model_path: str, prompts: list[str], n: int, temperature: float, seed: int,
+                  chat: bool = False) -> list[list[str]]:
+        """``n`` completions per prompt. A chat reply (``chat``) ends at the end of the model's turn, not at the
+        first blank line, and loses the line some chat models open with ("Here is the rewritten summary:")."""
         from language_feedback.generation import generate
 
         model, tokenizer = self._model(model_path)
@@ -248,9 +260,9 @@ class SummarizationILF:
         outputs = generate(
             model, tokenizer, prompts, num_return_sequences=n, max_new_tokens=cfg.max_new_tokens,
             temperature=temperature, top_p=cfg.top_p, batch_size=cfg.generation_batch_size, seed=seed,
-            accelerator=self.state, stop_strings=list(STOP_STRINGS),
+            accelerator=self.state, stop_strings=None if chat else list(STOP_STRINGS),
         )
-        return [[o.strip() for o in outs] for outs in outputs]
+        return [[chat_reply(o) if chat else o.strip() for o in outs] for outs in outputs]
 
     def model_path(self, round_: int) -> str:
         """The model before round ``round_`` (1-based): the base model, then each round's fine-tuned one."""
@@ -285,7 +297,7 @@ class SummarizationILF:
         prompts = [refine_prompt(s.title, s.post, s.generated_summary_for_feedback,
                                  s.feedback if cfg.use_feedback else None, tokenizer) for s in batch]
         outs = self._generate(self.model_path(r), prompts, cfg.num_refinements, cfg.temperature,
-                              cfg.seed + 1000 * r + 1)
+                              cfg.seed + 1000 * r + 1, chat=bool(getattr(tokenizer, "chat_template", None)))
         write_jsonl_atomic(out / "refinements.jsonl", [
             {"id": s.id, "prompt": p, "refinements": o} for s, p, o in zip(batch, prompts, outs)])
 

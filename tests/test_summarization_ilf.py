@@ -151,3 +151,18 @@ def test_refinement_requests_are_instructions_for_chat_models(tiny_lm_path):
     assert "Feedback: Say what it cost." in chat and "Rewrite the summary so that it follows the feedback." in chat
     ablation = refine_prompt("T", "A post.", "A summary.", None, tokenizer)
     assert "Feedback" not in ablation and "Rewrite the summary to make it better." in ablation
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [
+        ("Here is the rewritten summary:\n\nThe repair cost 300 euros.\n\nI hope this helps!", "The repair cost 300 euros."),
+        ("The repair cost 300 euros.", "The repair cost 300 euros."),
+        ("The repair: it cost 300 euros.\nMore.", "The repair: it cost 300 euros.\nMore."),
+        ("Summary:", "Summary:"),  # nothing follows the introduction: kept as it is (and scored as what it is)
+    ],
+)
+def test_chat_replies_lose_their_introduction(reply, answer):
+    from language_feedback.summarization_ilf import chat_reply
+
+    assert chat_reply(reply) == answer

@@ -134,6 +134,8 @@ def test_quickstart_end_to_end_tiny(tmp_path):
     assert "vlm_reward" in table and "ground_truth" in table
     assert "final ground-truth return, VLM / ground-truth agent: n/a (target >= 0.95; an agent improved" in table
     assert (out / "clip" / "model" / "open_clip_config.json").is_file()
+    for method in ("vlm_reward", "ground_truth"):  # each seed ends with a video of a final-evaluation episode
+        assert (out / "runs" / method / "seed_0" / "video" / "final.gif").read_bytes()[:6] == b"GIF89a"
 
 
 def test_reward_quality_on_states_from_random_rollouts(tmp_path):

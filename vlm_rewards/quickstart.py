@@ -11,7 +11,8 @@ training from its checkpoints):
    ground-truth reward on fresh uniform states;
 4. ``runs/<method>/seed_<s>``: PPO on the CLIP reward and, side by side, on the ground-truth reward (same
    settings, several seeds, in parallel worker processes; the ground-truth agents need no CLIP model, so
-   they train while the main process fine-tunes CLIP);
+   they train while the main process fine-tunes CLIP); each seed ends with the video of a final-evaluation
+   episode with both rewards drawn under the frames (``video/final.{mp4,gif}``, :mod:`vlm_rewards.video`);
 5. the report: a table and the targets with PASS/FAIL, ``summary.json``, ``curves.csv``, ``returns.png``.
 """
 
@@ -38,6 +39,7 @@ from vlm_rewards.clip_models import load_open_clip
 from vlm_rewards.configs import small_conv_clip_config
 from vlm_rewards.finetune import FinetuneConfig, finetune_clip
 from vlm_rewards.robotics import (
+    PolicyTraining,
     RewardConfig,
     TrainPolicyConfig,
     build_reward_model,
@@ -99,9 +101,8 @@ class QuickstartConfig:
 def _train_one(train_cfg: TrainPolicyConfig, seed: int) -> dict:
     """Worker: train one seed of one method (resuming if a checkpoint exists); returns its final evaluation."""
     torch.set_num_threads(train_cfg.torch_threads)
-    (trainer,) = make_trainers(train_cfg, [seed])
     started = time.time()
-    result = trainer.train()
+    (result,) = PolicyTraining(train_cfg).train_seeds([seed])  # with the video of a final-evaluation episode
     print(f"  {train_cfg.reward.source:>12s} seed {seed}: ground-truth return {result['gt_return_mean']:.1f} "
           f"({time.time() - started:.0f} s)", flush=True)
     return result

@@ -231,15 +231,18 @@ class PolicyTraining:
         if cfg.shard_reward and world > 1:
             self._train_with_sharded_reward()
         else:
-            task = get_task(cfg.task)
-            reward_model = build_reward_model(cfg.reward, task) if cfg.reward.source == "vlm" else None
-            for trainer in make_trainers(cfg, cfg.seeds[rank::world], reward_model):
-                self._train(trainer, reward_model)
+            self.train_seeds(cfg.seeds[rank::world])
         if self.state is not None:
             self.state.wait_for_everyone()
         if rank != 0:
             return None
         return self.summarize([load_run_outputs(Path(cfg.output_dir) / f"seed_{s}")["eval"] for s in cfg.seeds])
+
+    def train_seeds(self, seeds: list[int]) -> list[dict]:
+        """Train (or resume) these seeds in this process, one after the other; their final evaluations."""
+        cfg = self.config
+        reward_model = build_reward_model(cfg.reward, get_task(cfg.task)) if cfg.reward.source == "vlm" else None
+        return [self._train(trainer, reward_model) for trainer in make_trainers(cfg, seeds, reward_model)]
 
     def _train_with_sharded_reward(self) -> None:
         from vlm_rewards.distributed import LeaderScoring, score_distributed, serve_collective_scoring
@@ -260,7 +263,7 @@ class PolicyTraining:
             served = serve_collective_scoring(collective)
             logger.info("process %d scored its shard of %d reward batches", self.state.process_index, served)
 
-    def _train(self, trainer: Trainer, reward_model: RewardModel | None) -> None:
+    def _train(self, trainer: Trainer, reward_model: RewardModel | None) -> dict:
         result = trainer.train()
         logger.info("%s: ground-truth return %.1f, success rate %.2f", trainer.name, result["gt_return_mean"],
                     result["success_rate"])
@@ -269,6 +272,7 @@ class PolicyTraining:
 
             video = record_final_video(trainer.run, trainer.seed, reward_model, self.config.rl.tensorboard)
             logger.info("%s: video of a final-evaluation episode in %s", trainer.name, video)
+        return result
 
     def summarize(self, results: list[dict]) -> dict:
         """Every seed's final evaluation plus the mean over seeds, written to ``<output_dir>/summary.json``."""

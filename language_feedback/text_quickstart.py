@@ -479,7 +479,8 @@ def plot_methods(stats: dict[str, dict[str, Estimate]], path: Path) -> None:
     for ax, metric in zip(axes, ("recall", *RATE_METRICS)):
         values = [stats[m][metric] for m in methods]
         ax.bar(range(len(methods)), [v.value for v in values],
-               yerr=[[v.value - v.low for v in values], [v.high - v.value for v in values]], capsize=3,
+               yerr=[[max(0.0, v.value - v.low) for v in values], [max(0.0, v.high - v.value) for v in values]],
+               capsize=3,
                color=["grey" if m == "base" else "tab:blue" for m in methods])
         ax.set_xticks(range(len(methods)), methods, rotation=60, ha="right", fontsize=8)
         ax.set_ylim(0, 1)

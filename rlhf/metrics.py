@@ -78,7 +78,8 @@ def proportion_ci(successes: float, n: int, confidence: float = 0.95) -> Estimat
     p = successes / n
     center = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return Estimate(float(p), float(max(0.0, center - half)), float(min(1.0, center + half)))
+    # min/max: at 0 or n successes rounding can put a bound a hair past the rate itself.
+    return Estimate(float(p), float(max(0.0, min(p, center - half))), float(min(1.0, max(p, center + half))))
 
 
 def rate(flags: Sequence[float], confidence: float = 0.95) -> Estimate:

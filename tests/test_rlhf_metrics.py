@@ -67,6 +67,9 @@ def test_rate_and_proportion_ci_match_the_wilson_formula():
     assert rate([1, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0]) == est
     with pytest.raises(ValueError, match="0 or 1"):
         rate([0.5])
+    for n in range(1, 60):  # the interval holds the rate itself even where rounding could push a bound past it
+        for est in (proportion_ci(0, n), proportion_ci(n, n)):
+            assert est.low <= est.value <= est.high, (n, est)
 
 
 def test_win_rate_interval_shrinks_with_more_data():

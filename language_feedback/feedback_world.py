@@ -460,7 +460,8 @@ _WORD = re.compile(r"[A-Za-z0-9']+")
 _NUMBER = re.compile(r"\d[\d,.]*\d|\d")
 _META = re.compile(
     r"\b(the|this|that|original|given|above) (text|post|passage|story|article|summary|tl;?dr)\b|"
-    r"\b(rewrit\w*|rephras\w*|feedback|improved summary|new summary|here is|here's|summary:|the author)\b",
+    r"\b(rewrit\w*|rephras\w*|feedback|improved summary|new summary|here is|here's|summary:|the author)\b|"
+    r"^\s*title\s*:",  # a post's title line copied out: a heading, not a summary
     re.IGNORECASE,
 )
 

@@ -59,6 +59,10 @@ class SummarizationILFSettings:
     embedder: str = "all-minilm-l6-v2"  # for selector=embedding
     judge_model: str = ""  # for selector=instructrm; "" = the current policy judges its own refinements
     reward_model: str = ""  # for selector=reward_model: a directory from rlhf.preference.train_reward_model
+    #: Keep a sample only when the selector scores its best refinement above the summary the feedback is
+    #: about (the analogue of ILF for code keeping only refinements that pass the tests): a weak model's
+    #: failed refinements are then not imitated. Not with the human selector, whose only candidate is given.
+    require_improvement: bool = False
     max_new_tokens: int = 64
     temperature: float = 0.7
     top_p: float = 0.95
@@ -313,16 +317,31 @@ class SummarizationILF:
                            r, len(items) - len(kept), len(items))
         if not kept:
             raise RuntimeError(f"round {r}: every refinement is empty; raise max_new_tokens or check the model")
-        scores = chooser.score([items[i] for i in kept])
+        compare_initial = self.settings.require_improvement and not chooser.uses_human_refinement
+        if compare_initial:  # the initial summary is scored as one more candidate, last
+            scored = [dataclasses.replace(items[i], candidates=(*items[i].candidates, items[i].initial)) for i in kept]
+        else:
+            scored = [items[i] for i in kept]
+        scores = chooser.score(scored)
         rows, comparisons = [], []
         for i, item_scores in zip(kept, scores):
             item = items[i]
+            initial_score = item_scores.pop() if compare_initial else None
             best = max(range(len(item_scores)), key=item_scores.__getitem__)
+            if initial_score is not None and item_scores[best] <= initial_score:
+                continue
             rows.append({"id": batch[i].id, "prompt": item.context, "selected": item.candidates[best],
-                         "selector": chooser.name, "candidates": list(item.candidates), "scores": item_scores})
+                         "selector": chooser.name, "candidates": list(item.candidates), "scores": item_scores,
+                         "initial_score": initial_score})
             if item.candidates[best].strip() != item.initial.strip():
                 comparisons.append({"prompt": item.context, "chosen": summary_completion(item.candidates[best]),
                                     "rejected": summary_completion(item.initial)})
+        if compare_initial:
+            logger.info("round %d: the selector prefers a refinement to the initial summary for %d of %d samples",
+                        r, len(rows), len(kept))
+            if not rows:
+                raise RuntimeError(f"round {r}: no refinement scored above its initial summary; nothing to train on "
+                                   "(more num_refinements or samples_per_round, or require_improvement: false)")
         write_jsonl_atomic(out / "selected.jsonl", rows)
         write_jsonl_atomic(out / "comparisons.jsonl", comparisons)
 

@@ -81,6 +81,7 @@ def test_scorer_catches_invented_names_and_numbers_and_form():
     assert score(POST, "Anna's repair near Lyon cost 3,800 euros and the insurance paid.").good  # names from the post
     meta = score(POST, "The text says the repair cost 3,800 euros and the insurance paid.")
     assert meta.format_violations == ("meta-comment",) and not meta.good
+    assert score(POST, "Title: The repair cost 3,800 euros and the insurance paid.").format_violations == ("meta-comment",)
     two = score(POST, "The repair cost 3,800 euros. The insurance paid for it.")
     assert two.format_violations == ("more than one sentence",)
     quoted = score(POST, 'The original text is: "They charged me 3,800 euros for the work."')

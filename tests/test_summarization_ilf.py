@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from test_summarization_data import fixture_rows, write_fixture
 
 from language_feedback.summarization_data import load_slf5k
+from language_feedback.selectors import Selector
 from language_feedback.summarization_ilf import SummarizationILF, SummarizationILFSettings
 from rlhf.artifacts import read_jsonl
 from rlhf.config import ConfigError
@@ -103,6 +104,7 @@ def test_no_feedback_ablation_and_bad_inputs(tiny_lm_path, tmp_path):
 
 RESUME_SCRIPT = """
 from language_feedback.summarization_data import load_slf5k
+from language_feedback.selectors import Selector
 from language_feedback.summarization_ilf import SummarizationILF, SummarizationILFSettings
 from rlhf.training import TrainingSettings
 settings = SummarizationILFSettings(**{settings!r})
@@ -166,3 +168,32 @@ def test_chat_replies_lose_their_introduction(reply, answer):
     from language_feedback.summarization_ilf import chat_reply
 
     assert chat_reply(reply) == answer
+
+
+class InitialWinsFor(Selector):
+    """A selector that prefers the initial summary of the given samples and any refinement elsewhere."""
+
+    name = "initial_wins_for"
+
+    def __init__(self, initials: set[str]):
+        self.initials = initials
+
+    def score(self, items):
+        return [[(2.0 if c == item.initial and item.initial in self.initials else 1.0 if c != item.initial else 0.0)
+                 for c in item.candidates] for item in items]
+
+
+def test_require_improvement_drops_samples_whose_initial_summary_the_selector_prefers(tiny_lm_path, tmp_path, caplog):
+    samples = load_slf5k(data_file(tmp_path))
+    settings = tiny_config(tiny_lm_path, rounds=1, require_improvement=True)
+    first = samples[0].generated_summary_for_feedback
+    with caplog.at_level(logging.INFO, logger="language_feedback.summarization_ilf"):
+        SummarizationILF(settings, samples, tmp_path / "run", selector=InitialWinsFor({first})).run()
+    assert "the selector prefers a refinement to the initial summary for 1 of 2 samples" in caplog.text
+    selected = read_jsonl(tmp_path / "run" / "round1" / "selection" / "selected.jsonl")
+    assert [row["id"] for row in selected] == ["t1"]  # t0's initial summary beat its refinements
+    assert selected[0]["initial_score"] == 0.0 and len(selected[0]["scores"]) == len(selected[0]["candidates"])
+
+    everything = {s.generated_summary_for_feedback for s in samples}
+    with pytest.raises(RuntimeError, match="round 1: no refinement scored above its initial summary"):
+        SummarizationILF(settings, samples, tmp_path / "none", selector=InitialWinsFor(everything)).run()

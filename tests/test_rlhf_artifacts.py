@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from rlhf.artifacts import RunDir, RunDirectoryMismatch, atomic_path, read_jsonl, write_json_atomic
+from rlhf.artifacts import RunDir, RunDirectoryMismatch, atomic_path, read_jsonl, write_json_atomic, write_jsonl_atomic
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
@@ -66,3 +66,10 @@ def test_read_jsonl_names_file_and_line(tmp_path):
     p.write_text('{"a": 1}\n\n{"a": 2\n')
     with pytest.raises(ValueError, match=r"d.jsonl, line 3: invalid JSON"):
         read_jsonl(p)
+
+
+def test_json_artifacts_keep_greek_letters_readable(tmp_path):
+    reason = "no refinement passed the unit tests; π_θ is unchanged"
+    assert reason in write_json_atomic(tmp_path / "results.json", {"reason": reason}).read_text(encoding="utf-8")
+    assert reason in write_jsonl_atomic(tmp_path / "rows.jsonl", [{"reason": reason}]).read_text(encoding="utf-8")
+    assert read_jsonl(tmp_path / "rows.jsonl") == [{"reason": reason}]

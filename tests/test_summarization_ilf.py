@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 from test_summarization_data import fixture_rows, write_fixture
 
-from language_feedback.summarization_data import load_slf5k
 from language_feedback.selectors import Selector
+from language_feedback.summarization_data import load_slf5k
 from language_feedback.summarization_ilf import SummarizationILF, SummarizationILFSettings
 from rlhf.artifacts import read_jsonl
 from rlhf.config import ConfigError

@@ -77,7 +77,7 @@ DETAILED_CLUSTERS = 10  # the Markdown report shows examples of the significant 
 class DriftStop(RuntimeError):
     """A cluster the judge calls unintended grew past the threshold; ``shift`` and ``cluster`` say which."""
 
-    def __init__(self, message: str, shift: Shift, cluster: Cluster):
+    def __init__(self, message: str, shift: Shift | None = None, cluster: Cluster | None = None):
         super().__init__(message)
         self.shift, self.cluster = shift, cluster
 
@@ -319,7 +319,7 @@ def auto_n_clusters(n_units: int) -> int:
 def _load_lm(model: Any, role: str) -> tuple[Any, Any, str]:
     """``(model, tokenizer, name)`` from a name/path or a ``(model, tokenizer)`` pair; a failed load names ``role``."""
     if isinstance(model, tuple) and len(model) == 2:
-        return model[0], model[1], type(model[0]).__name__
+        return model[0], model[1], getattr(model[0], "name_or_path", "") or type(model[0]).__name__
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"{role}: expected a model name or path, or a (model, tokenizer) pair, got {type(model).__name__}")
     from rlhf.models import ModelNotAvailableError, load_causal_lm
@@ -331,42 +331,49 @@ def _load_lm(model: Any, role: str) -> tuple[Any, Any, str]:
     return lm, tokenizer, str(model)
 
 
-def _examples_block(texts: Sequence[str]) -> str:
-    return "\n".join(f"{i}. {_one_line(t)}" for i, t in enumerate(texts, 1))
+def _examples_block(texts: Sequence[str], limit: int = EXAMPLE_CHARS) -> str:
+    return "\n".join(f"{i}. {_one_line(t, limit)}" for i, t in enumerate(texts, 1))
 
 
 def write_labels(clusters: Sequence[Cluster], model: Any, tokenizer: Any, *, max_new_tokens: int = 16,
                  batch_size: int = 8) -> list[str]:
-    """A short label per cluster written by a causal LM from the cluster's examples and keywords (greedy)."""
+    """A short label per cluster written by a causal LM from the cluster's examples and keywords (greedy).
+
+    The prompt goes through the chat template when the tokenizer has one; a prompt longer than the model's
+    context keeps its end. The label is the first line of the answer, without quotes, at most 80 characters.
+    """
     import torch
 
-    from rlhf.lm_choice import format_prompt, resolve_chat_template
+    from rlhf.lm_choice import context_length, format_prompt, left_pad, resolve_chat_template
 
     chat = resolve_chat_template(tokenizer, None, "label model")
     prompts = []
     for c in clusters:
         examples = [t for texts in c.examples.values() for t in texts][:4]
-        question = (f"Here are texts from one group:\n{_examples_block(examples)}\n\nKeywords: {', '.join(c.keywords[:8])}"
-                    "\n\nIn at most six words, what do these texts have in common?")
-        prompts.append(format_prompt(tokenizer, question, chat=chat, cue="\nIn common:"))
+        question = (f"Here are texts from one group:\n{_examples_block(examples, 150)}\n\n"
+                    f"Keywords: {', '.join(c.keywords[:8])}\n\nGive the group a short title of at most six words.")
+        # The answer starts with "Title:" (on the assistant turn for chat models): a title, not a sentence about it.
+        prompts.append(format_prompt(tokenizer, question, chat=chat, cue="\nTitle:") + ("Title:" if chat else ""))
+    ids = tokenizer(prompts, add_special_tokens=not chat)["input_ids"]
+    limit = context_length(model)
+    if limit:
+        ids = [x[-(limit - max_new_tokens):] for x in ids]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
-    previous_side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generation continues at the end
     was_training = model.training
     model.eval()
     labels = []
     try:
         with torch.inference_mode():
-            for start in range(0, len(prompts), batch_size):
-                enc = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                                add_special_tokens=not chat).to(device)
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
+            for start in range(0, len(ids), batch_size):
+                input_ids, mask, _ = left_pad(ids[start:start + batch_size], pad_id)
+                out = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                                     max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
                                      temperature=None, top_p=None, top_k=None)
-                for text in tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True):
+                for text in tokenizer.batch_decode(out[:, input_ids.shape[1]:], skip_special_tokens=True):
                     first_line = next((line for line in text.strip().splitlines() if line.strip()), "")
                     labels.append(first_line.strip().strip("\"'*.").strip()[:80])
     finally:
-        tokenizer.padding_side = previous_side
         model.train(was_training)
     return labels
 
@@ -506,7 +513,7 @@ def drift_report(
     # Load the LMs before the (slower) embedding, so a model that cannot load fails at once.
     labeler = _load_lm(label_model, "label_model") if label_model is not None else None
     if judge_model is not None:
-        same = labeler is not None and judge_model is label_model
+        same = labeler is not None and judge_model == label_model
         judge = labeler if same else _load_lm(judge_model, "judge_model")
 
     texts = [t for name in names for t in groups[name]]

@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlhf.behaviour import (
+    Cluster,
     DriftReport,
     DriftStop,
     behaviour_diff,
@@ -20,6 +21,7 @@ from rlhf.behaviour import (
     judge_question,
     split_units,
     two_proportion_test,
+    write_labels,
 )
 from rlhf.lm_choice import NO_SPELLINGS, YES_SPELLINGS, NextTokenChoice
 from rlhf.models import ModelNotAvailableError
@@ -200,6 +202,11 @@ def test_judge_verdicts_come_from_yes_no_probabilities_and_labels_from_the_lm(mi
     assert top.p_intended == pytest.approx(judge.ask([question])[0, 0].item(), abs=1e-5)
     assert all(isinstance(c.label, (str, type(None))) for c in report.clusters)
     assert any(c.label for c in report.clusters)  # the tiny LM writes something for at least one cluster
+    # Examples longer than the tiny LM's 512 positions: the label prompt keeps its end instead of failing.
+    long = Cluster(id=0, size=4, counts={}, shares={}, keywords=["dog"], examples={"a": ["My dog barks. " * 40] * 4},
+                   example_texts={"a": ["x"] * 4})
+    (label,) = write_labels([long], model, tokenizer, max_new_tokens=4)
+    assert isinstance(label, str) and len(label) <= 80
 
     # Make the judge's next token "Yes" whatever it reads: every shift becomes intended.
     ln_f, head = model.transformer.ln_f, model.lm_head

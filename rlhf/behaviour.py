@@ -23,17 +23,18 @@ How a report is made:
    is embedded with a sentence-transformers model (the embedded all-MiniLM-L6-v2 by default), normalised.
    Sentences, not whole texts, because drift is often sentence-sized (a disclaimer, a meta-comment, a
    catchphrase, a digression) and is added to texts on every topic: an embedding of the whole text is
-   dominated by its topic, so such a sentence spreads over all topic clusters. In ``benchmarks/drift.py``
-   a pirate style shown by 16% of a model's outputs fell into 25 of 30 whole-text clusters and was missed,
-   while sentence clusters found it (and every other planted behaviour). ``unit="text"`` clusters whole
+   dominated by its topic, so such a sentence spreads over the topic clusters. In ``benchmarks/drift.py``
+   whole-text clusters missed a pirate style shown by 10% of a model's outputs and a meta-comment shown by
+   8% (recall 0.83); sentence clusters found all 12 planted behaviours. ``unit="text"`` clusters whole
    texts instead (e.g. programs).
 2. The pooled sentences of all groups are clustered once, with scikit-learn's k-means, so that every
    group's share of every cluster is measured on the same clusters; a cluster's share of a group is the
    fraction of the group's texts with a sentence in it. k defaults to about √n for n sentences (between 2
-   and 60): in the benchmark k = 30, 40 and 60 found all 12 planted behaviours with no false discovery in
-   13 comparisons of two samples of one model, while k = 20 and √(n/2) ≈ 28 missed a phrase shown by 3.5%
-   of outputs (and k = 20 made one false discovery). HDBSCAN, tried on whole texts, left most of them
-   unclustered as noise (554 of 792) and found neither the topic nor the phrase planted at 5%.
+   and 60). In exploratory runs on the benchmark's samples, k = 30, 40 and 60 found all 12 planted
+   behaviours with no false discovery in 13 comparisons of two samples of one model, while k = 20 and
+   √(n/2) ≈ 28 missed a phrase shown by 3.5% of outputs (and k = 20 made one false discovery). HDBSCAN,
+   tried on whole texts, left most of them unclustered as noise (554 of 792) and found neither the topic
+   nor the phrase planted at 5%.
 3. Per comparison (before → after) and cluster: the count and share of each side's texts in it, and a
    two-sided two-proportion z-test of the shares; Benjamini–Hochberg q-values over the clusters of the
    comparison control the false discovery rate at ``alpha`` (a cluster is significant when q < alpha).

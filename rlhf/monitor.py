@@ -38,10 +38,6 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 logger = logging.getLogger(__name__)
 
-#: ``info`` key where the vlm_rewards wrappers keep the environment's own reward (as ``rlhf.rl.GT_REWARD_KEY``).
-ORIGINAL_REWARD_KEY = "original_reward"
-
-
 @dataclass(frozen=True)
 class GamingWindow:
     """A stretch of training where the proxy rose and the true reward fell, both significantly."""
@@ -154,18 +150,23 @@ class RewardHackingCallback(BaseCallback):
     """Feed a :class:`RewardHackingMonitor` during SB3 training and print its report when training ends.
 
     Each environment step adds the training reward (the proxy: what the learner is trained on) and, where
-    the step's ``info`` has ``gt_key``, the true reward. A point is the mean per-step proxy and true reward
+    the step's ``info`` has ``gt_key`` (default ``rlhf.rl.GT_REWARD_KEY``, the key the vlm_rewards wrappers
+    write), the true reward. A point is the mean per-step proxy and true reward
     since the last point, taken at the end of every rollout, or every ``every`` environment steps when given
     (off-policy algorithms end a rollout every ``train_freq`` steps). Steps without a true reward are left
     out of both means; a rollout without any adds no point. Each point is also logged as
     ``monitor/proxy_reward`` and ``monitor/true_reward``.
     """
 
-    def __init__(self, monitor: RewardHackingMonitor | None = None, *, gt_key: str = ORIGINAL_REWARD_KEY,
+    def __init__(self, monitor: RewardHackingMonitor | None = None, *, gt_key: str | None = None,
                  every: int | None = None, verbose: int = 1):
         super().__init__(verbose)
         if every is not None and every < 1:
             raise ValueError(f"every: expected a number of environment steps >= 1, got {every}")
+        if gt_key is None:
+            from rlhf.rl import GT_REWARD_KEY  # here, not at the top: rlhf.rl attaches this callback
+
+            gt_key = GT_REWARD_KEY
         self.monitor = monitor or RewardHackingMonitor()
         self.gt_key, self.every = gt_key, every
         self._reset()

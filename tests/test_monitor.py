@@ -128,3 +128,22 @@ def test_ppo_on_an_honest_reward_is_not_flagged(capsys):
     true = [t for _, _, t in callback.monitor.points]
     assert true[-1] > true[0] + 0.3  # it learned the right lever
     assert callback.monitor.windows() == []
+
+
+def test_off_policy_points_every_n_steps_and_no_ground_truth():
+    from stable_baselines3 import DQN
+
+    env = make_vec_env(lambda: WrongProxy(Levers()), n_envs=2, seed=0)
+    agent = DQN("MlpPolicy", env, learning_starts=64, train_freq=4, seed=0, device="cpu")
+    callback = RewardHackingCallback(every=64, verbose=0)
+    agent.learn(total_timesteps=640, callback=callback)  # DQN ends a "rollout" every 4 steps; points every 64
+    steps = [s for s, _, _ in callback.monitor.points]
+    assert steps == list(range(64, 641, 64))
+    assert all(0 <= t <= 1 for _, _, t in callback.monitor.points)  # means of the true 0/1 lever reward
+
+    plain = make_vec_env(Levers, n_envs=2, seed=0)  # no reward wrapper: no info["original_reward"]
+    callback = RewardHackingCallback(verbose=0)
+    PPO("MlpPolicy", plain, n_steps=32, batch_size=64, seed=0, device="cpu").learn(128, callback=callback)
+    assert callback.monitor.points == [] and "no points with a true reward" in callback.monitor.report()
+    with pytest.raises(ValueError, match="every: expected a number of environment steps >= 1"):
+        RewardHackingCallback(every=0)

@@ -1,6 +1,7 @@
 """Does ``rlhf.behaviour`` find behaviours planted in a fine-tuned model, and only those?
 
-    python benchmarks/drift.py [--model tiny | smollm2-135m-instruct] [--threads 2] [--work_dir DIR]
+    python benchmarks/drift.py [--model tiny | smollm2-135m-instruct] [--threads 1] [--work_dir DIR] [--seed 0]
+                               [--behaviours topic,phrase,style,meta] [--fractions 0.05,0.1,0.2]
 
 Validation with planted behaviours (issue 14). A base model A is fine-tuned with TRL's ``SFTTrainer``
 (``language_feedback.finetune.sft``) on responses to the project's out-of-task probe prompts
@@ -284,9 +285,18 @@ def main() -> None:
     parser.add_argument("--max_new_tokens", type=int, default=48)
     parser.add_argument("--work_dir", default=None, help="keep models and samples here (default: a temp dir)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--behaviours", default=",".join(b.name for b in BEHAVIOURS),
+                        help="comma-separated subset of: " + ", ".join(b.name for b in BEHAVIOURS))
+    parser.add_argument("--fractions", default=",".join(map(str, FRACTIONS)), help="planted fractions p")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.time()
+    known = {b.name: b for b in BEHAVIOURS}
+    unknown = sorted(set(args.behaviours.split(",")) - set(known))
+    if unknown:
+        parser.error(f"--behaviours: unknown {unknown}; known: {', '.join(known)}")
+    behaviours = [known[name] for name in args.behaviours.split(",")]
+    fractions = [float(x) for x in args.fractions.split(",")]
 
     probes = load_probes()
     prompts = [PROMPT_TEMPLATE.format(prompt=p.prompt) for p in probes]
@@ -327,8 +337,8 @@ def main() -> None:
     null_discoveries: dict[str, list[int]] = {u: [] for u in units}
     for unit in units:
         null_discoveries[unit].append(len(behaviour_diff(base_1, base_2, unit=unit, embedder=embedder).significant()))
-    for behaviour in BEHAVIOURS:
-        for p in FRACTIONS:
+    for behaviour in behaviours:
+        for p in fractions:
             name = f"{behaviour.name}_{round(p * 100):02d}"
             planted_1 = samples(name, planted(rows, behaviour, p, args.seed), 1)
             planted_2 = samples(name, planted(rows, behaviour, p, args.seed), 2)

@@ -166,8 +166,8 @@ class DriftReport:
         lines.append("Texts: " + ", ".join(f"{g} {self.sizes[g]}" for g in self.groups) + ". "
                      f"Embedder: {s['embedder']}; clustering: k-means on the {unit}s of all texts, k = "
                      f"{len(self.clusters)}{' (auto)' if s['n_clusters'] is None else ''}; a cluster's share of a "
-                     f"group is the fraction of the group's texts with a {unit} in it; test: two-proportion z-test "
-                     f"per cluster, Benjamini-Hochberg q < {s['alpha']} per comparison.")
+                     f"group is the fraction of the group's texts {'in it' if unit == 'text' else 'with a sentence in it'}"
+                     f"; test: two-proportion z-test per cluster, Benjamini-Hochberg q < {s['alpha']} per comparison.")
         if s.get("judge_model"):
             lines.append(f"Judge: {s['judge_model']}, told the intended change: \"{s['intended_change']}\".")
         if s.get("label_model"):

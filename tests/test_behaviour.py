@@ -154,8 +154,12 @@ def test_rounds_are_compared_with_the_previous_and_the_base_and_plotted(minilm, 
     md = paths["markdown"].read_text()
     assert "## Share of each cluster per group" in md and "| cluster | base | round_1 | round_2 |" in md
     assert paths["plot"].stat().st_size > 1000
-    two = drift_report(rounds, comparisons=[("base", "round_1")], embedder=minilm, n_clusters=6)
-    assert [(c.before, c.after) for c in two.comparisons] == [("base", "round_1")]
+    whole = drift_report(rounds, comparisons=[("base", "round_1")], unit="text", embedder=minilm, n_clusters=6)
+    assert [(c.before, c.after) for c in whole.comparisons] == [("base", "round_1")]
+    assert all(len(clusters) == 1 for texts in whole.assignments.values() for clusters in texts)
+    assert "share of a group is the fraction of the group's texts in it" in whole.to_markdown()
+    with pytest.raises(ValueError, match="unit: expected 'sentence' or 'text', got 'word'"):
+        drift_report(rounds, unit="word", embedder=minilm)
 
 
 def test_check_drift_stops_on_an_unintended_cluster_above_the_threshold(planted_report):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from language_feedback.code_feedback import Draft, FeedbackProvider
 from language_feedback.generation import generate
 from language_feedback.prompts import code_critic_prompt
+from rlhf.lm_choice import format_prompt, resolve_chat_template
 
 
 class CriticFeedback(FeedbackProvider):
@@ -38,19 +39,12 @@ class CriticFeedback(FeedbackProvider):
         self.model, self.tokenizer = model, tokenizer
         self.max_new_tokens, self.temperature, self.batch_size = max_new_tokens, temperature, batch_size
         self.accelerator, self.progress = accelerator, progress
-        has_template = getattr(tokenizer, "chat_template", None) is not None
-        if use_chat_template and not has_template:
-            raise ValueError("use_chat_template=True but the critic's tokenizer has no chat template")
-        self.use_chat_template = has_template if use_chat_template is None else use_chat_template
+        self.use_chat_template = resolve_chat_template(tokenizer, use_chat_template, "critic")
 
     def prompt(self, program: str, test_result: str) -> str:
         """The exact text the critic model continues."""
-        text = code_critic_prompt(program, test_result)
-        if not self.use_chat_template:
-            return text + "\n\nFEEDBACK:\n"
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
-        )
+        return format_prompt(self.tokenizer, code_critic_prompt(program, test_result), chat=self.use_chat_template,
+                             cue="\n\nFEEDBACK:\n")
 
     def __call__(self, drafts: Sequence[Draft]) -> list[str]:
         """One feedback string per draft (stripped; may be empty if the critic writes nothing)."""

@@ -26,6 +26,16 @@ import torch
 from tqdm.auto import tqdm
 
 from language_feedback.prompts import instructrm_prompts
+from rlhf.lm_choice import (
+    NO_SPELLINGS,
+    PLAIN_ANSWER_CUE,
+    YES_SPELLINGS,
+    choice_probabilities,
+    choice_token_ids,
+    context_length,
+    format_prompt,
+    resolve_chat_template,
+)
 from rlhf.reward import PromptCompletion, RewardModel
 
 logger = logging.getLogger(__name__)
@@ -100,17 +110,6 @@ class EmbeddingSimilaritySelector(Selector):
         return _unflatten(items, sims.tolist())
 
 
-def _answer_token_ids(tokenizer, words: Sequence[str]) -> list[int]:
-    """Token ids of the spellings of an answer word (" Yes", "Yes", "yes", ...) that are single tokens.
-
-    Multi-token spellings are left out: their first token ("y", "Y") also starts unrelated words. If no
-    spelling is a single token, the first token of the first spelling stands in.
-    """
-    encoded = [tokenizer.encode(word, add_special_tokens=False) for word in words]
-    single = sorted({toks[0] for toks in encoded if len(toks) == 1})
-    return single or [encoded[0][0]]
-
-
 class InstructRMSelector(Selector):
     """A causal LM as a yes/no judge of whether a refinement incorporates the feedback.
 
@@ -136,27 +135,15 @@ class InstructRMSelector(Selector):
         if not 0 <= phrasings <= n_questions:
             raise ValueError(f"InstructRM: phrasings must be between 1 and {n_questions} (0 = all), got {phrasings}")
         self.phrasings, self.progress = phrasings or n_questions, progress
-        if use_chat_template is None:
-            use_chat_template = getattr(tokenizer, "chat_template", None) is not None
-        self.use_chat_template = use_chat_template
-        self.yes_ids = _answer_token_ids(tokenizer, [" Yes", "Yes", " yes", "yes", " YES", "YES"])
-        self.no_ids = _answer_token_ids(tokenizer, [" No", "No", " no", "no", " NO", "NO"])
-        overlap = set(self.yes_ids) & set(self.no_ids)
-        self.yes_ids = [t for t in self.yes_ids if t not in overlap]
-        self.no_ids = [t for t in self.no_ids if t not in overlap]
-        if not self.yes_ids or not self.no_ids:
-            raise ValueError("InstructRM: the tokenizer does not give 'yes' and 'no' distinct first tokens")
+        self.use_chat_template = resolve_chat_template(tokenizer, use_chat_template, "InstructRM")
+        self.yes_ids, self.no_ids = choice_token_ids(tokenizer, [YES_SPELLINGS, NO_SPELLINGS], "InstructRM")
         if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
             raise ValueError("InstructRM: the tokenizer has neither a pad token nor an eos token")
 
     def _format(self, prompt: str) -> str:
-        if not self.use_chat_template:
-            return prompt
-        # Chat models answer on the assistant turn; drop the plain-text "Answer:" cue.
-        question = prompt.removesuffix("\nAnswer:")
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
-        )
+        # Chat models answer on the assistant turn, without the plain-text "Answer:" cue.
+        question = prompt.removesuffix(PLAIN_ANSWER_CUE)
+        return format_prompt(self.tokenizer, question, chat=self.use_chat_template, cue=PLAIN_ANSWER_CUE)
 
     def judge_inputs(self, items: Sequence[SelectionItem]) -> list[tuple[str, list[str]]]:
         """Per candidate (item-major): the shared prefix and one suffix per phrasing (question + answer cue).
@@ -242,10 +229,7 @@ class InstructRMSelector(Selector):
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
                                position_ids=positions.to(device), **kwargs).logits[:, -keep:]
                 logits = logits[torch.arange(len(batch))[:, None], (read_at - (ids.shape[1] - keep)).to(device)]
-                logp = torch.log_softmax(logits.float(), dim=-1)  # (rows, reads, V)
-                lp_yes = torch.logsumexp(logp[..., self.yes_ids], dim=-1)
-                lp_no = torch.logsumexp(logp[..., self.no_ids], dim=-1)
-                p = torch.sigmoid(lp_yes - lp_no).cpu()  # = p_yes / (p_yes + p_no)
+                p = choice_probabilities(logits, [self.yes_ids, self.no_ids])[..., 0].cpu()  # p_yes / (p_yes + p_no)
                 for b, row in enumerate(batch):
                     out[row] = p[b, : len(row) * n_suffixes].view(len(row), n_suffixes)
         finally:
@@ -260,7 +244,7 @@ class InstructRMSelector(Selector):
         """
         tok, model = self.tokenizer, self.model
         n_suffixes = len(inputs[0][1])
-        max_len = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+        max_len = context_length(model)
         ids = tok([prefix + s for prefix, suffixes in inputs for s in suffixes])["input_ids"]
         prompts = [ids[i * n_suffixes : (i + 1) * n_suffixes] for i in range(len(inputs))]
         if not max_len:

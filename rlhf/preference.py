@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from rlhf.artifacts import atomic_path, iter_jsonl
+from rlhf.lm_choice import NextTokenChoice, resolve_chat_template
 from rlhf.metrics import outcomes_from_scores
 from rlhf.models import resolve_model_path
 from rlhf.reward import PromptCompletion, RewardModel
@@ -368,9 +369,10 @@ class PairwiseLMJudge:
     """A causal LM asked which of two responses is better, read from its next-token logits (no generation).
 
     ``prob_first(prompts, first, second)`` is p(A) / (p(A) + p(B)) for the answer token right after
-    the question (through the chat template when the tokenizer has one). ``preference`` asks in both
-    orders and averages, p = ½(p_A(a, b) + 1 − p_A(b, a)), so a judge that always answers "A"
-    (position bias) yields 0.5, a tie, instead of a fake preference.
+    the question (through the chat template when the tokenizer has one), computed by
+    :class:`rlhf.lm_choice.NextTokenChoice`. ``preference`` asks in both orders and averages,
+    p = ½(p_A(a, b) + 1 − p_A(b, a)), so a judge that always answers "A" (position bias) yields 0.5, a
+    tie, instead of a fake preference. Prompts longer than ``max_length`` tokens keep their end (the question).
     """
 
     def __init__(self, model: str | Path | Any, tokenizer: Any = None, *, batch_size: int = 8, noun: str = "summary",
@@ -382,26 +384,28 @@ class PairwiseLMJudge:
         elif tokenizer is None:
             raise ValueError("PairwiseLMJudge: pass `tokenizer` together with an already loaded model")
         _ensure_pad_token(tokenizer)
-        self.model, self.tokenizer = model, tokenizer
-        self.batch_size, self.noun, self.max_length = batch_size, noun, max_length
-        self.chat = bool(getattr(tokenizer, "chat_template", None))
-        self.answer_ids = self._answer_token_ids()
+        self.model, self.tokenizer, self.noun = model, tokenizer, noun
+        self.choice = self._answer_choice(batch_size, max_length)
+        self.chat = self.choice.chat
+        #: The token of the answer "A" and of "B" (one spelling each: the one that follows the prompt's end).
+        self.answer_ids = tuple(ids[0] for ids in self.choice.choice_ids)
 
-    def _answer_token_ids(self) -> tuple[int, int]:
-        # Prefer " A"/" B" after "Answer:"; tokenizers that split off the space get "A"/"B".
-        for a, b in ((" A", " B"), ("A", "B")) if not self.chat else (("A", "B"),):
-            ids = tuple(self.tokenizer.encode(x, add_special_tokens=False)[0] for x in (a, b))
-            if ids[0] != ids[1]:
-                return ids
+    def _answer_choice(self, batch_size: int, max_length: int) -> NextTokenChoice:
+        # After "Answer:" the letter comes as " A"; tokenizers that split off the space get "A". A chat
+        # model answers on a fresh assistant turn: "A".
+        chat = resolve_chat_template(self.tokenizer, None, "PairwiseLMJudge")
+        for a, b in (("A", "B"),) if chat else ((" A", " B"), ("A", "B")):
+            try:
+                return NextTokenChoice(self.model, self.tokenizer, [[a], [b]], batch_size=batch_size,
+                                       max_length=max_length, who="PairwiseLMJudge")
+            except ValueError:
+                continue
         raise ValueError("PairwiseLMJudge: the tokenizer gives 'A' and 'B' the same first token")
 
     def _text(self, prompt: str, first: str, second: str) -> str:
-        question = JUDGE_QUESTION.format(prompt=prompt.strip(), noun=self.noun, noun_title=self.noun.title(),
-                                         first=first.strip(), second=second.strip())
-        if self.chat:
-            messages = [{"role": "user", "content": question}]
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return question + "\nAnswer:"
+        return self.choice.prompt(JUDGE_QUESTION.format(prompt=prompt.strip(), noun=self.noun,
+                                                        noun_title=self.noun.title(), first=first.strip(),
+                                                        second=second.strip()))
 
     def prob_first(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> torch.Tensor:
         """p(the judge answers A) / (p(A) + p(B)) for each (prompt, A = first, B = second)."""
@@ -409,26 +413,7 @@ class PairwiseLMJudge:
             raise ValueError(f"PairwiseLMJudge: {len(prompts)} prompts, {len(first)} first and {len(second)} second")
         if len(prompts) == 0:
             raise ValueError("PairwiseLMJudge: empty batch")
-        texts = [self._text(p, a, b) for p, a, b in zip(prompts, first, second)]
-        out = []
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(texts), self.batch_size):
-                    enc = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
-                                         padding_side="left", truncation=True, max_length=self.max_length,
-                                         add_special_tokens=not self.chat)
-                    # Explicit positions: left padding must not shift the real tokens' positions.
-                    position_ids = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-                    device = next(self.model.parameters()).device
-                    logits = self.model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
-                                        position_ids=position_ids.to(device), use_cache=False).logits[:, -1, :]
-                    pair = logits[:, list(self.answer_ids)].float()
-                    out.append(torch.softmax(pair, dim=-1)[:, 0].cpu())
-        finally:
-            self.model.train(was_training)
-        return torch.cat(out)
+        return self.choice.probabilities([self._text(p, a, b) for p, a, b in zip(prompts, first, second)])[:, 0]
 
     def preference(self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]) -> torch.Tensor:
         """Position-debiased probability that ``a`` is better than ``b``, per item."""

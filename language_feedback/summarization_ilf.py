@@ -19,6 +19,7 @@ so a killed run resumes where it stopped (fine-tuning also resumes from trainer 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from language_feedback.summarization_data import (
     subsample,
 )
 from rlhf.artifacts import RunDir, read_jsonl, write_json_atomic, write_jsonl_atomic
+from rlhf.behaviour import DriftSettings
 from rlhf.config import ConfigError, run_identity, runtime_field
 from rlhf.models import resolve_model_path
 from rlhf.training import LoraSettings, TrainingSettings
@@ -71,6 +73,8 @@ class SummarizationILFSettings:
     max_prompt_tokens: int = 0  # 0 = the model's context length minus max_new_tokens
     lora: LoraSettings | None = None  # None: fine-tune every weight
     sft: TrainingSettings = field(default_factory=TrainingSettings)
+    #: A drift report after every round (rlhf.behaviour.DriftSettings); None: off.
+    drift: DriftSettings | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -216,10 +220,16 @@ class SummarizationILF:
     settings (e.g. a custom reward model). ``state`` is the accelerate ``Accelerator`` under ``accelerate
     launch`` (generation is sharded across processes). Stages: ``data`` (posts cut to fit the prompt), then
     per round ``round<r>/initial``, ``round<r>/refinements``, ``round<r>/selection``, ``round<r>/model``.
+    With ``settings.drift``: ``drift/base`` (the base model's answers to the drift prompts) and, after each
+    round, ``round<r>/drift`` (the new model's answers and the drift reports, see
+    :class:`rlhf.behaviour.DriftSettings`); a run the reports stop raises :class:`rlhf.behaviour.DriftStop`, and
+    so does its rerun. ``held_out`` are the posts the drift reports summarize (default: ``samples`` after
+    the training ones).
     """
 
     def __init__(self, settings: SummarizationILFSettings, samples: Sequence[SummaryFeedbackSample],
-                 output_dir: str | Path, *, state: Any = None, selector: Selector | None = None):
+                 output_dir: str | Path, *, state: Any = None, selector: Selector | None = None,
+                 held_out: Sequence[SummaryFeedbackSample] | None = None):
         usable = feedback_samples(samples)  # empty feedback cannot be learned from: skipped with a counted warning
         needed = settings.rounds * settings.samples_per_round
         if len(usable) < needed:
@@ -229,9 +239,19 @@ class SummarizationILF:
             )
         self.settings, self.state, self.selector_override = settings, state, selector
         self.samples = usable[:needed]
+        self.held_out: list[SummaryFeedbackSample] = []  # the posts the drift reports summarize
+        if settings.drift is not None and settings.drift.task_prompts:
+            train_ids = {s.id for s in self.samples}
+            pool = list(held_out) if held_out is not None else [s for s in samples if s.id not in train_ids]
+            if len(pool) < settings.drift.task_prompts:
+                raise ValueError(f"drift.task_prompts = {settings.drift.task_prompts} held-out posts are needed for the "
+                                 f"drift reports, but only {len(pool)} are there (pass more samples than rounds × "
+                                 "samples_per_round, or lower drift.task_prompts)")
+            self.held_out = pool[: settings.drift.task_prompts]
         self.base_model = resolve_model_path(settings.model, "causal_lm")
         self.run_dir = RunDir(output_dir, {
             "config": run_identity(settings), "sample_ids": [s.id for s in self.samples],
+            "held_out_ids": [s.id for s in self.held_out],
             "selector_override": selector.name if selector is not None else None})
         self._policy: tuple[str, Any] | None = None  # (path, (model, tokenizer)) of the loaded model
 
@@ -239,7 +259,9 @@ class SummarizationILF:
     def from_config(cls, config: SummarizationILFConfig, state: Any = None) -> SummarizationILF:
         """Load and subsample the feedback data the config names."""
         samples = load_slf5k(config.data, config.split)
-        samples = subsample(samples, config.ilf.rounds * config.ilf.samples_per_round, seed=config.data_seed)
+        drift_posts = config.ilf.drift.task_prompts if config.ilf.drift is not None else 0
+        samples = subsample(samples, config.ilf.rounds * config.ilf.samples_per_round + drift_posts,
+                            seed=config.data_seed)
         return cls(config.ilf, samples, config.output_dir, state=state)
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -284,8 +306,9 @@ class SummarizationILF:
 
         cfg = self.settings
         budget = cfg.max_prompt_tokens or context_length(self.base_model) - cfg.max_new_tokens
-        fitted = fit_posts(self.samples, AutoTokenizer.from_pretrained(self.base_model), budget)
-        write_jsonl_atomic(out / "samples.jsonl", [dataclasses.asdict(s) for s in fitted])
+        tokenizer = AutoTokenizer.from_pretrained(self.base_model)
+        write_jsonl_atomic(out / "samples.jsonl", [dataclasses.asdict(s) for s in fit_posts(self.samples, tokenizer, budget)])
+        write_jsonl_atomic(out / "held_out.jsonl", [dataclasses.asdict(s) for s in fit_posts(self.held_out, tokenizer, budget)])
 
     def initial(self, r: int, out: Path) -> None:
         """Greedy: the model's own summary before this round."""
@@ -358,6 +381,36 @@ class SummarizationILF:
         sft(self.model_path(r), examples, out, lora=self.settings.lora,
             trainer_dir=self.run_dir.path / f"round{r}" / "trainer", settings=self.settings.sft)
 
+    def drift_samples(self, r: int, out: Path) -> None:
+        """The answers of the model after round ``r`` (0: the base model) to the drift prompts, sampled as the
+        refinements are (temperature, top_p) with the same seed for every snapshot."""
+        cfg, drift = self.settings, self.settings.drift
+        model_path = self.model_path(r + 1)
+        held_out = [sample_from_row(row) for row in read_jsonl(self.run_dir.stage_path("data") / "held_out.jsonl")]
+        prompts = [summarize_prompt(s.title, s.post) for s in held_out]
+        texts = {"task": [o[0] for o in self._generate(model_path, prompts, 1, cfg.temperature, cfg.seed)]
+                 if held_out else []}
+        if drift.probes:
+            from language_feedback.generation import generate
+
+            model, tokenizer = self._model(model_path)
+            chat = bool(getattr(tokenizer, "chat_template", None))
+            answers = generate(model, tokenizer, drift.probe_prompts(tokenizer), max_new_tokens=drift.max_new_tokens,
+                               temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.generation_batch_size,
+                               seed=cfg.seed, accelerator=self.state, stop_strings=None if chat else list(STOP_STRINGS))
+            texts["probes"] = [a[0].strip() for a in answers]
+        write_json_atomic(out / "samples.json", texts)
+
+    def drift(self, r: int, out: Path) -> None:
+        """Round ``r``'s drift stage: the new model's answers, then reports against round r-1 and the base."""
+        self.drift_samples(r, out)
+        snapshots = {"base": self.run_dir.stage_path("drift/base")}
+        snapshots.update({f"round_{k}": self.run_dir.stage_path(f"round{k}/drift") for k in range(1, r)})
+        samples = {name: json.loads((path / "samples.json").read_text()) for name, path in snapshots.items()}
+        samples[f"round_{r}"] = json.loads((out / "samples.json").read_text())
+        if self.run_dir.is_main:
+            self.settings.drift.reports(samples, out)
+
     def _build_selector(self, r: int) -> Selector:
         """The configured selector; InstructRM judges with ``judge_model`` or else the current policy."""
         cfg = self.settings
@@ -370,9 +423,10 @@ class SummarizationILF:
 
     def stages(self) -> list[tuple[str, Any]]:
         """The named stages in order, each ``(name, build(out_dir))``."""
-        named = [("data", self.data)]
+        drift = self.settings.drift is not None
+        named = [("data", self.data)] + ([("drift/base", partial(self.drift_samples, 0))] if drift else [])
         for r in range(1, self.settings.rounds + 1):
-            for step in ("initial", "refinements", "selection", "model"):
+            for step in ("initial", "refinements", "selection", "model") + (("drift",) if drift else ()):
                 named.append((f"round{r}/{step}", partial(getattr(self, step), r)))
         return named
 
@@ -380,6 +434,8 @@ class SummarizationILF:
         """Run (or resume) every stage; write and return the per-round metrics."""
         for name, build in self.stages():
             self.run_dir.stage(name, build)
+            if name.endswith("/drift"):  # a finished report stops its rerun too
+                self.settings.drift.check(self.run_dir.stage_path(name))
         metrics, n_train = [], 0
         for r in range(1, self.settings.rounds + 1):
             selected = read_jsonl(self.run_dir.stage_path(f"round{r}/selection") / "selected.jsonl")

@@ -124,6 +124,10 @@ class TextQuickstartConfig:
         if self.world.n_posts < needed:
             raise ConfigError(f"{self.world.n_posts} posts; need test_posts + seeds × feedback_samples = {needed}",
                               key="world.n_posts")
+        drift = self.ilf.drift
+        if drift is not None and drift.task_prompts > self.world.test_posts // len(self.seeds):
+            raise ConfigError(f"the drift report summarizes {drift.task_prompts} of a seed's test posts, but each seed "
+                              f"has {self.world.test_posts // len(self.seeds)}", key="ilf.drift.task_prompts")
         if self.best_of < 2:
             raise ConfigError(f"must be >= 2, got {self.best_of}", key="best_of")
         if not self.world.required_facts or set(self.world.required_facts) - set(CHECKABLE_FACTS):
@@ -216,7 +220,14 @@ class SeedRun:
             samples = "shuffled_feedback"
         if method == "ilf_ground_truth":
             selector = GroundTruthSelector(self.train, self.config.world.required_facts)
-        run = SummarizationILF(settings, self.samples(samples), self.run_dir.stage_path(method), selector=selector)
+        held_out = None
+        if method == "ilf_embedding" and settings.drift is not None:  # the drift report watches the method itself
+            held_out = [validate_row(to_slf5k_row(p, self.base_summaries[p.id], ""), f"test post {p.id}")
+                        for p in self.test]
+        else:
+            settings = dataclasses.replace(settings, drift=None)
+        run = SummarizationILF(settings, self.samples(samples), self.run_dir.stage_path(method), selector=selector,
+                               held_out=held_out)
         if method != "ilf_embedding":
             source = self.ilf("ilf_embedding").run_dir
             shared = {"ilf_ground_truth": ("data", "round1/initial", "round1/refinements"),

@@ -638,3 +638,81 @@ def check_drift(report: DriftReport, threshold: float) -> None:
         f"Examples from {worst.after!r}:\n{examples}{others}",
         worst, c,
     )
+
+
+@dataclass
+class DriftSettings:
+    """The ``drift`` section of an iterative loop's config: a drift report after every round.
+
+    Every snapshot (the base model, then the model after each round) answers ``task_prompts`` held-out task
+    prompts and ``probes`` out-of-task probes (:func:`rlhf.probes.spread_probes`), sampled as the loop samples. After round r,
+    :meth:`reports` compares round r with round r-1 and with the base model, separately for the task answers
+    (``task/``) and the probe answers (``probes/``), and :meth:`check` stops the run when a significant,
+    grown cluster that the judge calls unintended holds more than ``stop_if_unintended_share`` of the
+    latest round's texts (:func:`check_drift`).
+    """
+
+    task_prompts: int = 32
+    probes: int = 32  # 0: task prompts only
+    max_new_tokens: int = 64  # for the probe answers (task answers are generated as the task does)
+    intended_change: str = ""  # the sentence the judge is told, e.g. "summaries state what the feedback asked for"
+    judge_model: str = ""  # a causal LM (name or path) that calls each significant shift intended or not
+    label_model: str = ""  # a causal LM that writes a short title per cluster ("" keywords only)
+    alpha: float = 0.05  # false discovery rate of the shift tests
+    stop_if_unintended_share: float | None = None  # None: report, never stop (needs judge_model)
+
+    def __post_init__(self) -> None:
+        from rlhf.config import ConfigError
+
+        for name in ("task_prompts", "probes"):
+            value = getattr(self, name)
+            if value != 0 and value < MIN_TEXTS_PER_GROUP:
+                raise ConfigError(f"must be 0 or at least {MIN_TEXTS_PER_GROUP} (fewer texts test nothing), "
+                                  f"got {value}", key=name)
+        if self.task_prompts == self.probes == 0:
+            raise ConfigError("task_prompts and probes are both 0: nothing to compare", key="task_prompts")
+        if self.judge_model and not self.intended_change.strip():
+            raise ConfigError("the judge needs a sentence saying what the fine-tuning was meant to change",
+                              key="intended_change")
+        if self.stop_if_unintended_share is not None:
+            if not 0 <= self.stop_if_unintended_share <= 1:
+                raise ConfigError(f"a share of texts between 0 and 1, got {self.stop_if_unintended_share}",
+                                  key="stop_if_unintended_share")
+            if not self.judge_model:
+                raise ConfigError("stopping on unintended drift needs judge_model to tell intended from "
+                                  "unintended", key="stop_if_unintended_share")
+
+    def probe_prompts(self, tokenizer: Any) -> list[str]:
+        """The probes as the model sees them: a user turn with a chat template, else the text and a newline."""
+        from rlhf.lm_choice import format_prompt
+        from rlhf.probes import spread_probes
+
+        chat = bool(getattr(tokenizer, "chat_template", None))
+        return [format_prompt(tokenizer, p.prompt, chat=chat, cue="\n") for p in spread_probes(self.probes)]
+
+    def reports(self, samples: Mapping[str, Mapping[str, Sequence[str]]], out: str | os.PathLike,
+                unit: str = "sentence") -> dict[str, DriftReport]:
+        """``samples[snapshot][kind]`` for kind ``task``/``probes`` and snapshots in order (base first): one
+        report per kind, written to ``out/<kind>/``."""
+        made = {}
+        for kind in ("task", "probes"):
+            if not getattr(self, "task_prompts" if kind == "task" else "probes"):
+                continue
+            report = drift_report(
+                {snapshot: texts[kind] for snapshot, texts in samples.items()},
+                unit=unit if kind == "task" else "sentence", alpha=self.alpha,
+                judge_model=self.judge_model or None, label_model=self.label_model or None,
+                intended_change=self.intended_change or None)
+            report.write(Path(out) / kind)
+            made[kind] = report
+        return made
+
+    def check(self, out: str | os.PathLike) -> None:
+        """Raise :class:`DriftStop` if a report written by :meth:`reports` in ``out`` crosses the threshold."""
+        if self.stop_if_unintended_share is None:
+            return
+        for kind in ("task", "probes"):
+            path = Path(out) / kind / "report.json"
+            if path.is_file():
+                check_drift(DriftReport.from_json(path.read_text()), self.stop_if_unintended_share)
+

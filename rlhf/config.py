@@ -87,7 +87,10 @@ def _coerce(value: Any, hint: Any, key: str, src: _Source) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        for arg in (a for a in args if a is not type(None)):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # an optional value or section: its own error says what is wrong, and where
+            return _coerce(value, options[0], key, src)
+        for arg in options:
             try:
                 return _coerce(value, arg, key, src)
             except ConfigError:

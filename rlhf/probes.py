@@ -57,3 +57,17 @@ def load_probes(path: str | os.PathLike | None = None, *, categories: Sequence[s
             raise ValueError(f"unknown probe categories {unknown} in {path}; known: {', '.join(known)}")
         probes = [p for p in probes if p.category in set(categories)]
     return probes
+
+
+def spread_probes(n: int, path: str | os.PathLike | None = None) -> list[Probe]:
+    """``n`` probes taken in turn from every category (the first of each, then the second, ...), so that a
+    small sample still covers all of them; the same ``n`` always gives the same probes."""
+    by_category: dict[str, list[Probe]] = {}
+    for probe in load_probes(path):
+        by_category.setdefault(probe.category, []).append(probe)
+    ordered = [queue[i] for i in range(max(map(len, by_category.values())))
+               for queue in by_category.values() if i < len(queue)]
+    if n > len(ordered):
+        raise ValueError(f"asked for {n} probes but {path or default_probes_path()} holds {len(ordered)}")
+    return ordered[:n]
+

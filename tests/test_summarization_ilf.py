@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -197,3 +198,23 @@ def test_require_improvement_drops_samples_whose_initial_summary_the_selector_pr
     everything = {s.generated_summary_for_feedback for s in samples}
     with pytest.raises(RuntimeError, match="round 1: no refinement scored above its initial summary"):
         SummarizationILF(settings, samples, tmp_path / "none", selector=InitialWinsFor(everything)).run()
+
+
+def test_drift_reports_after_every_round_compare_with_the_base_and_the_previous_round(tiny_lm_path, tmp_path):
+    from language_feedback.feedback_world import generate_world, to_slf5k_row
+    from language_feedback.summarization_data import validate_row
+    from rlhf.behaviour import DriftReport, DriftSettings
+
+    held_out = [validate_row(to_slf5k_row(p, "A summary.", ""), p.id) for p in generate_world(10, seed=3)]
+    settings = tiny_config(tiny_lm_path, drift=DriftSettings(task_prompts=10, probes=10, max_new_tokens=8))
+    run = tmp_path / "run"
+    SummarizationILF(settings, load_slf5k(data_file(tmp_path)), run, held_out=held_out).run()
+    base = json.loads((run / "drift" / "base" / "samples.json").read_text())
+    assert len(base["task"]) == len(base["probes"]) == 10
+    for kind in ("task", "probes"):
+        report = DriftReport.from_json((run / "round2" / "drift" / kind / "report.json").read_text())
+        assert report.groups == ["base", "round_1", "round_2"]
+        assert [(c.before, c.after) for c in report.comparisons] == [("round_1", "round_2"), ("base", "round_2")]
+        assert (run / "round2" / "drift" / kind / "shares.png").is_file()
+    with pytest.raises(ValueError, match="drift.task_prompts = 10 held-out posts are needed .* only 2 are there"):
+        SummarizationILF(settings, load_slf5k(data_file(tmp_path)), tmp_path / "no_held_out")

@@ -30,6 +30,7 @@ def tiny_args(model: str, out) -> list[str]:
         "--sdpo", ("{learning_rate: 1.0e-4, max_steps: 2, per_device_train_batch_size: 2, num_generations: 2, "
                    "max_completion_length: 8, logging_steps: 1}"),
         "--methods", "[" + ", ".join(METHODS) + "]",
+        "--ilf.drift", "{task_prompts: 0, probes: 10, max_new_tokens: 8}",
     ]
 
 
@@ -48,6 +49,10 @@ def test_quickstart_end_to_end_tiny_and_resume(tiny_lm_path, tmp_path, monkeypat
     ilf_vs_base = next(t for t in summary["targets"] if t["name"].startswith("ILF good-summary rate above base"))
     assert ilf_vs_base["pass"] is False
     assert (out / "methods.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # ILF with the embedding selector is watched for drift: its probe answers before and after the round.
+    drift = json.loads((out / "seed0" / "ilf_embedding" / "round1" / "drift" / "probes" / "report.json").read_text())
+    assert drift["groups"] == ["base", "round_1"] and drift["sizes"] == {"base": 10, "round_1": 10}
+    assert not (out / "seed0" / "ilf_ground_truth" / "round1" / "drift").exists()
 
     # The shared stages are the same files, not recomputed: ILF with the ground-truth selector reuses the
     # embedding run's refinements, and the other runs its initial summaries.
@@ -97,6 +102,10 @@ def test_ground_truth_selector_ranks_by_the_scorer():
         (["--methods", "[best_of_n]"], "best_of_n trains its reward model on the comparisons of the ilf_embedding"),
         (["--world.n_posts", "20"], r"'world.n_posts' \(command line\): 20 posts; need test_posts"),
         (["--feedback_samples", "1"], "'feedback_samples' .*must be >= 2"),
+        (["--ilf.drift", "{task_prompts: 200}"], r"'ilf.drift.task_prompts' .*200 of a seed's test posts, but each seed"),
+        (["--ilf.drift", "{probes: 5}"], r"'ilf.drift.probes' .*must be 0 or at least 10"),
+        (["--ilf.drift", "{stop_if_unintended_share: 0.1}"], r"'ilf.drift.stop_if_unintended_share' .*needs judge_model"),
+        (["--ilf.drift", "{judge_model: smollm2-135m-instruct}"], r"'ilf.drift.intended_change' .*the judge needs"),
     ],
 )
 def test_bad_config_fails_with_the_key_before_anything_runs(tmp_path, args, message):

@@ -27,8 +27,12 @@ REFINE_WITHOUT_FEEDBACK_TEMPLATE = (
     "Summary: {summary}\n\nImproved TL;DR:"
 )
 
-# For instruction-tuned models (a tokenizer with a chat template), the refinement request is an instruction in a
-# user message: a 135M chat model asked this way wrote refinements that state what the feedback asks for about
+# For instruction-tuned models (a tokenizer with a chat template), every request is an instruction in a user
+# message, and the summary is the assistant's reply. Asked for a TL;DR in the completion format above,
+# SmolLM2-135M-Instruct rambled on for several sentences (81% of its summaries in the feedback world); asked
+# this way, 15% had more than one sentence (48 test posts).
+SUMMARIZE_INSTRUCTION = "Summarize this post in one sentence.\n\nTitle: {title}\n\nPost: {post}"
+# The refinement request: a 135M chat model asked this way wrote refinements that state what the feedback asks for about
 # 1.5 times as often as with the completion-style template above (measured in the feedback world, 16 posts x 4).
 REFINE_WITH_FEEDBACK_INSTRUCTION = (
     "Here is a post, a summary of it, and feedback on the summary.\n\nTitle: {title}\n\nPost: {post}\n\n"
@@ -55,13 +59,26 @@ INSTRUCTRM_QUESTIONS = (
 )
 
 
-def summary_completion(text: str) -> str:
-    """A summary as a completion of a prompt ending in "TL;DR:" (leading space, no surrounding blanks)."""
-    return " " + text.strip()
+def is_chat(tokenizer) -> bool:
+    """Whether prompts for this tokenizer's model are chat turns (it has a chat template)."""
+    return bool(getattr(tokenizer, "chat_template", None))
 
 
-def summarize_prompt(title: str, post: str) -> str:
-    """Prompt asking for a TL;DR of a post."""
+def _user_turn(tokenizer, text: str) -> str:
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+
+
+def summary_completion(text: str, tokenizer=None) -> str:
+    """A summary as the completion of :func:`summarize_prompt`: after "TL;DR:" with a leading space, or as the
+    assistant's reply of a chat model (no leading space)."""
+    return text.strip() if is_chat(tokenizer) else " " + text.strip()
+
+
+def summarize_prompt(title: str, post: str, tokenizer=None) -> str:
+    """Prompt asking for a TL;DR of a post: with a ``tokenizer`` that has a chat template, an instruction in a
+    user message formatted by that template; otherwise the completion-style template ending in "TL;DR:"."""
+    if is_chat(tokenizer):
+        return _user_turn(tokenizer, SUMMARIZE_INSTRUCTION.format(title=title.strip(), post=post.strip()))
     return SUMMARIZE_TEMPLATE.format(title=title.strip(), post=post.strip())
 
 
@@ -74,10 +91,9 @@ def refine_prompt(title: str, post: str, summary: str, feedback: str | None, tok
     fields = {"title": title.strip(), "post": post.strip(), "summary": summary.strip()}
     if feedback is not None:
         fields["feedback"] = feedback.strip()
-    if getattr(tokenizer, "chat_template", None):
+    if is_chat(tokenizer):
         instruction = REFINE_WITHOUT_FEEDBACK_INSTRUCTION if feedback is None else REFINE_WITH_FEEDBACK_INSTRUCTION
-        return tokenizer.apply_chat_template([{"role": "user", "content": instruction.format(**fields)}],
-                                             tokenize=False, add_generation_prompt=True)
+        return _user_turn(tokenizer, instruction.format(**fields))
     return (REFINE_WITHOUT_FEEDBACK_TEMPLATE if feedback is None else REFINE_WITH_FEEDBACK_TEMPLATE).format(**fields)
 
 

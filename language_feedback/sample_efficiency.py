@@ -27,8 +27,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from transformers import AutoTokenizer
+
 from language_feedback.finetune import sft
-from language_feedback.generation import generate
 from language_feedback.prompts import summarize_prompt, summary_completion
 from language_feedback.summarization_data import (
     SummaryFeedbackSample,
@@ -37,14 +38,14 @@ from language_feedback.summarization_data import (
     load_slf5k,
     subsample,
 )
-from language_feedback.summarization_ilf import STOP_STRINGS, SummarizationILF, SummarizationILFSettings
+from language_feedback.summarization_ilf import SummarizationILF, SummarizationILFSettings, generate_replies
 from rlhf.artifacts import read_jsonl, write_csv_atomic, write_json_atomic, write_jsonl_atomic
 from rlhf.best_of_n import best_of_n
 from rlhf.config import ConfigError, run_identity
 from rlhf.curves import save_figure
 from rlhf.experiment import Experiment
 from rlhf.metrics import outcomes_from_scores, win_rate
-from rlhf.models import load_causal_lm
+from rlhf.models import load_causal_lm, resolve_model_path
 from rlhf.preference import PreferenceRewardModel, train_reward_model
 from rlhf.reward import PromptCompletion
 from rlhf.training import LoraSettings, TrainingSettings
@@ -113,7 +114,9 @@ class SummarizationSampleEfficiency(Experiment):
             raise ConfigError(f"no post in {cfg.data} split '{cfg.test_split}' has a TL;DR reference summary",
                               key="test_split")
         self.test = test[: cfg.n_test] if cfg.n_test else test
-        self.test_prompts = [summarize_prompt(s.title, s.post) for s in self.test]
+        # Every prompt in the policy's format (chat turns for a chat model, else "TL;DR:"), as its ILF run asks.
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(cfg.ilf.model))
+        self.test_prompts = [self.prompt_of(s) for s in self.test]
         self.references = [s.tldr_human_reference_summary for s in self.test]
         super().__init__(cfg, identity=identity(cfg))
         self.base = cfg.ilf.model
@@ -124,12 +127,9 @@ class SummarizationSampleEfficiency(Experiment):
         """Greedy summaries of the test posts (n = 1) or ``n`` sampled ones per post."""
         cfg = self.config
         model, tokenizer = load_causal_lm(model_path)
-        outs = generate(
-            model, tokenizer, self.test_prompts, num_return_sequences=n, max_new_tokens=cfg.ilf.max_new_tokens,
-            temperature=0.0 if n == 1 else cfg.temperature, top_p=cfg.ilf.top_p,
-            batch_size=cfg.ilf.generation_batch_size, seed=cfg.data_seed, stop_strings=list(STOP_STRINGS),
-        )
-        return [[o.strip() or "(empty)" for o in outs_i] for outs_i in outs]
+        outs = generate_replies(model, tokenizer, self.test_prompts, cfg.ilf, n=n,
+                                temperature=0.0 if n == 1 else cfg.temperature, seed=cfg.data_seed)
+        return [[o or "(empty)" for o in outs_i] for outs_i in outs]
 
     def _train_rm(self, rows: list[dict], out: Path) -> None:
         train_reward_model(self.base, rows, out / "rm", lora=self.config.reward_lora, settings=self.config.reward,
@@ -139,12 +139,14 @@ class SummarizationSampleEfficiency(Experiment):
         """The judge reward model: the given one, or one trained on every train comparison (a stage)."""
         if self.config.judge_reward_model:
             return PreferenceRewardModel(self.config.judge_reward_model)
-        rows = comparisons(self.train, self.prompt_of)
+        rows = comparisons(self.train, self.prompt_of, self.completion)
         return PreferenceRewardModel(self.run_dir.stage("judge", lambda out: self._train_rm(rows, out)) / "rm")
 
-    @staticmethod
-    def prompt_of(s: SummaryFeedbackSample) -> str:
-        return summarize_prompt(s.title, s.post)
+    def prompt_of(self, s: SummaryFeedbackSample) -> str:
+        return summarize_prompt(s.title, s.post, self.tokenizer)
+
+    def completion(self, summary: str) -> str:
+        return summary_completion(summary, self.tokenizer)
 
     def reward_model(self, n: int, rows: list[dict]) -> PreferenceRewardModel:
         return PreferenceRewardModel(self.run_dir.stage(f"n{n}/rm", lambda out: self._train_rm(rows, out)) / "rm")
@@ -163,20 +165,20 @@ class SummarizationSampleEfficiency(Experiment):
 
     def best_of(self, model_path: str, rm: PreferenceRewardModel) -> list[str]:
         samples = self.summarize(model_path, n=self.config.best_of)
-        picks = best_of_n(self.test_prompts, [[summary_completion(c) for c in cands] for cands in samples], rm)
+        picks = best_of_n(self.test_prompts, [[self.completion(c) for c in cands] for cands in samples], rm)
         return [p.best.strip() for p in picks]
 
     def method_summaries(self, method: str, n: int, samples: list[SummaryFeedbackSample], out: Path) -> list[str]:
         """The test summaries of one method trained on the n feedback samples."""
-        human_rows = comparisons(samples, self.prompt_of)
+        human_rows = comparisons(samples, self.prompt_of, self.completion)
         if method == "ilf":
             return [o[0] for o in self.summarize(self.ilf_model(n, samples))]
         if method == "sft_human":
-            return self.fine_tuned([{"prompt": self.prompt_of(s), "completion": summary_completion(s.ideal_human_summary)}
+            return self.fine_tuned([{"prompt": self.prompt_of(s), "completion": self.completion(s.ideal_human_summary)}
                                     for s in samples if s.ideal_human_summary.strip()], out)
         if method == "sft_initial":
             return self.fine_tuned([{"prompt": self.prompt_of(s),
-                                     "completion": summary_completion(s.generated_summary_for_feedback)}
+                                     "completion": self.completion(s.generated_summary_for_feedback)}
                                     for s in samples], out)
         if method == "best_of_n":
             return self.best_of(self.base, self.reward_model(n, human_rows))
@@ -187,7 +189,7 @@ class SummarizationSampleEfficiency(Experiment):
     def run(self) -> list[dict]:
         cfg = self.config
         judge = self.judge()
-        reference_scores = judge([PromptCompletion(p, summary_completion(r))
+        reference_scores = judge([PromptCompletion(p, self.completion(r))
                                   for p, r in zip(self.test_prompts, self.references)])
 
         def score_stage(name: str, make_summaries) -> dict:
@@ -195,7 +197,7 @@ class SummarizationSampleEfficiency(Experiment):
 
             def build(out: Path) -> None:
                 summaries = make_summaries(out)
-                scores = judge([PromptCompletion(p, summary_completion(s)) for p, s in zip(self.test_prompts, summaries)])
+                scores = judge([PromptCompletion(p, self.completion(s)) for p, s in zip(self.test_prompts, summaries)])
                 outcomes = outcomes_from_scores(scores.tolist(), reference_scores.tolist()).tolist()
                 write_jsonl_atomic(out / "summaries.jsonl", [
                     {"id": s.id, "summary": summ, "reference": ref, "outcome": o}

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from language_feedback.prompts import summary_completion
 from rlhf.artifacts import iter_jsonl, unique_rows
 
 logger = logging.getLogger(__name__)
@@ -154,11 +155,12 @@ def subsample(samples: Sequence[SummaryFeedbackSample], n: int, seed: int = 0) -
     return [pool[i] for i in order[:n]]
 
 
-def comparisons(samples: Sequence[SummaryFeedbackSample], prompt_fn) -> list[dict[str, str]]:
+def comparisons(samples: Sequence[SummaryFeedbackSample], prompt_fn,
+                completion_fn=summary_completion) -> list[dict[str, str]]:
     """Human pairwise comparisons as ``{"prompt", "chosen", "rejected"}`` rows (TRL's preference format).
 
     ``prompt_fn(sample) -> str`` builds the prompt the summaries answer (e.g. the summarization
-    prompt). Rows without a comparison label, or with an empty summary, are skipped with a warning
+    prompt), ``completion_fn(summary) -> str`` the completion in that prompt's format. Rows without a comparison label, or with an empty summary, are skipped with a warning
     that counts them.
     """
     rows, unlabelled, empty = [], 0, 0
@@ -172,7 +174,7 @@ def comparisons(samples: Sequence[SummaryFeedbackSample], prompt_fn) -> list[dic
             empty += 1
             continue
         chosen, rejected = (a, b) if label == "A" else (b, a)
-        rows.append({"prompt": prompt_fn(s), "chosen": " " + chosen, "rejected": " " + rejected})
+        rows.append({"prompt": prompt_fn(s), "chosen": completion_fn(chosen), "rejected": completion_fn(rejected)})
     if unlabelled or empty:
         logger.warning(
             "comparisons: skipped %d of %d samples without a comparison label and %d with an empty summary",

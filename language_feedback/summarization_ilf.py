@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from language_feedback.prompts import refine_prompt, summarize_prompt, summary_completion
+from language_feedback.prompts import is_chat, refine_prompt, summarize_prompt, summary_completion
 from language_feedback.selectors import SELECTORS, SelectionItem, Selector, make_selector
 from language_feedback.summarization_data import (
     HUB_ID,
@@ -173,12 +173,30 @@ def chat_reply(text: str) -> str:
     return "\n".join(lines).strip().split("\n\n")[0].strip()
 
 
+def generate_replies(model: Any, tokenizer: Any, prompts: Sequence[str], settings: SummarizationILFSettings, *,
+                     n: int, temperature: float, seed: int, accelerator: Any = None,
+                     max_new_tokens: int | None = None) -> list[list[str]]:
+    """``n`` completions per prompt with the settings' sampling. A chat model's reply ends at the end of its
+    turn, not at the first blank line, and loses the line some chat models open with ("Here is the
+    rewritten summary:")."""
+    from language_feedback.generation import generate
+
+    chat = is_chat(tokenizer)
+    outputs = generate(
+        model, tokenizer, prompts, num_return_sequences=n, max_new_tokens=max_new_tokens or settings.max_new_tokens,
+        temperature=temperature, top_p=settings.top_p, batch_size=settings.generation_batch_size, seed=seed,
+        accelerator=accelerator, stop_strings=None if chat else list(STOP_STRINGS),
+    )
+    return [[chat_reply(o) if chat else o.strip() for o in outs] for outs in outputs]
+
+
 def sample_from_row(row: dict) -> SummaryFeedbackSample:
     return SummaryFeedbackSample(**{f.name: row[f.name] for f in dataclasses.fields(SummaryFeedbackSample)})
 
 
-def build_selector(cfg: SummarizationILFSettings) -> Selector:
-    """The selector the settings name (InstructRM with ``judge_model``)."""
+def build_selector(cfg: SummarizationILFSettings, tokenizer: Any = None) -> Selector:
+    """The selector the settings name (InstructRM with ``judge_model``); ``tokenizer`` is the policy's (the
+    reward-model selector reads summaries in the policy's prompt format)."""
     if cfg.selector == "embedding":
         return make_selector("embedding", embedder=cfg.embedder)
     if cfg.selector == "instructrm":
@@ -192,12 +210,15 @@ def build_selector(cfg: SummarizationILFSettings) -> Selector:
         from rlhf.preference import PreferenceRewardModel
 
         rm = PreferenceRewardModel(cfg.reward_model, batch_size=cfg.selector_batch_size)
-        return make_selector("reward_model", reward_model=rm, format_completion=summary_completion)
+        return make_selector("reward_model", reward_model=rm,
+                             format_completion=partial(summary_completion, tokenizer=tokenizer))
     return make_selector(cfg.selector)  # "human", selectors registered by other tasks, or a clear error
 
 
-def selection_items(samples: Sequence[SummaryFeedbackSample], candidates: Sequence[Sequence[str]], selector: Selector):
-    """One SelectionItem per sample with non-empty, distinct candidates (None when there are none)."""
+def selection_items(samples: Sequence[SummaryFeedbackSample], candidates: Sequence[Sequence[str]], selector: Selector,
+                    tokenizer: Any = None):
+    """One SelectionItem per sample with non-empty, distinct candidates (None when there are none); the
+    context is the summarize prompt in the format of ``tokenizer``'s model."""
     items = []
     for s, cands in zip(samples, candidates):
         if selector.uses_human_refinement:
@@ -205,7 +226,7 @@ def selection_items(samples: Sequence[SummaryFeedbackSample], candidates: Sequen
         unique = tuple(dict.fromkeys(c for c in cands if c.strip()))
         items.append(
             SelectionItem(
-                context=summarize_prompt(s.title, s.post), initial=s.generated_summary_for_feedback, feedback=s.feedback,
+                context=summarize_prompt(s.title, s.post, tokenizer), initial=s.generated_summary_for_feedback, feedback=s.feedback,
                 candidates=unique, human_refinement=s.ideal_human_summary or None,
             ) if unique else None
         )
@@ -254,6 +275,7 @@ class SummarizationILF:
             "held_out_ids": [s.id for s in self.held_out],
             "selector_override": selector.name if selector is not None else None})
         self._policy: tuple[str, Any] | None = None  # (path, (model, tokenizer)) of the loaded model
+        self._tokenizer: Any = None
 
     @classmethod
     def from_config(cls, config: SummarizationILFConfig, state: Any = None) -> SummarizationILF:
@@ -266,6 +288,15 @@ class SummarizationILF:
 
     # -- plumbing ---------------------------------------------------------------------------------
 
+    @property
+    def tokenizer(self) -> Any:
+        """The base model's tokenizer: it fixes the prompt format (chat turns or "TL;DR:") of every round."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.base_model)
+        return self._tokenizer
+
     def _model(self, path: str):
         """The model at ``path`` for generation, loaded once (a resumed run may need none)."""
         if self._policy is None or self._policy[0] != path:
@@ -276,19 +307,10 @@ class SummarizationILF:
         return self._policy[1]
 
     def _generate(self, model_path: str, prompts: list[str], n: int, temperature: float, seed: int,
-                  chat: bool = False) -> list[list[str]]:
-        """``n`` completions per prompt. A chat reply (``chat``) ends at the end of the model's turn, not at the
-        first blank line, and loses the line some chat models open with ("Here is the rewritten summary:")."""
-        from language_feedback.generation import generate
-
+                  max_new_tokens: int | None = None) -> list[list[str]]:
         model, tokenizer = self._model(model_path)
-        cfg = self.settings
-        outputs = generate(
-            model, tokenizer, prompts, num_return_sequences=n, max_new_tokens=cfg.max_new_tokens,
-            temperature=temperature, top_p=cfg.top_p, batch_size=cfg.generation_batch_size, seed=seed,
-            accelerator=self.state, stop_strings=None if chat else list(STOP_STRINGS),
-        )
-        return [[chat_reply(o) if chat else o.strip() for o in outs] for outs in outputs]
+        return generate_replies(model, tokenizer, prompts, self.settings, n=n, temperature=temperature, seed=seed,
+                                accelerator=self.state, max_new_tokens=max_new_tokens)
 
     def model_path(self, round_: int) -> str:
         """The model before round ``round_`` (1-based): the base model, then each round's fine-tuned one."""
@@ -302,29 +324,27 @@ class SummarizationILF:
     # -- stages -----------------------------------------------------------------------------------
 
     def data(self, out: Path) -> None:
-        from transformers import AutoTokenizer
 
         cfg = self.settings
         budget = cfg.max_prompt_tokens or context_length(self.base_model) - cfg.max_new_tokens
-        tokenizer = AutoTokenizer.from_pretrained(self.base_model)
+        tokenizer = self.tokenizer
         write_jsonl_atomic(out / "samples.jsonl", [dataclasses.asdict(s) for s in fit_posts(self.samples, tokenizer, budget)])
         write_jsonl_atomic(out / "held_out.jsonl", [dataclasses.asdict(s) for s in fit_posts(self.held_out, tokenizer, budget)])
 
     def initial(self, r: int, out: Path) -> None:
         """Greedy: the model's own summary before this round."""
         batch = self.batch(r)
-        prompts = [summarize_prompt(s.title, s.post) for s in batch]
+        prompts = [summarize_prompt(s.title, s.post, self.tokenizer) for s in batch]
         outs = self._generate(self.model_path(r), prompts, 1, 0.0, self.settings.seed + 1000 * r)
         write_jsonl_atomic(out / "initial.jsonl", [
             {"id": s.id, "prompt": p, "summary": o[0]} for s, p, o in zip(batch, prompts, outs)])
 
     def refinements(self, r: int, out: Path) -> None:
         cfg, batch = self.settings, self.batch(r)
-        _, tokenizer = self._model(self.model_path(r))
         prompts = [refine_prompt(s.title, s.post, s.generated_summary_for_feedback,
-                                 s.feedback if cfg.use_feedback else None, tokenizer) for s in batch]
+                                 s.feedback if cfg.use_feedback else None, self.tokenizer) for s in batch]
         outs = self._generate(self.model_path(r), prompts, cfg.num_refinements, cfg.temperature,
-                              cfg.seed + 1000 * r + 1, chat=bool(getattr(tokenizer, "chat_template", None)))
+                              cfg.seed + 1000 * r + 1)
         write_jsonl_atomic(out / "refinements.jsonl", [
             {"id": s.id, "prompt": p, "refinements": o} for s, p, o in zip(batch, prompts, outs)])
 
@@ -333,7 +353,7 @@ class SummarizationILF:
         candidates = [row["refinements"] for row in read_jsonl(self.run_dir.stage_path(f"round{r}/refinements")
                                                                / "refinements.jsonl")]
         chooser = self.selector_override or self._build_selector(r)
-        items = selection_items(batch, candidates, chooser)
+        items = selection_items(batch, candidates, chooser, self.tokenizer)
         kept = [i for i, item in enumerate(items) if item is not None]
         if len(kept) < len(items):
             logger.warning("round %d: %d of %d samples have no non-empty refinement; skipped",
@@ -357,8 +377,9 @@ class SummarizationILF:
                          "selector": chooser.name, "candidates": list(item.candidates), "scores": item_scores,
                          "initial_score": initial_score})
             if item.candidates[best].strip() != item.initial.strip():
-                comparisons.append({"prompt": item.context, "chosen": summary_completion(item.candidates[best]),
-                                    "rejected": summary_completion(item.initial)})
+                comparisons.append({"prompt": item.context,
+                                    "chosen": summary_completion(item.candidates[best], self.tokenizer),
+                                    "rejected": summary_completion(item.initial, self.tokenizer)})
         if compare_initial:
             logger.info("round %d: the selector prefers a refinement to the initial summary for %d of %d samples",
                         r, len(rows), len(kept))
@@ -373,7 +394,7 @@ class SummarizationILF:
         from language_feedback.finetune import sft
 
         examples = [
-            {"prompt": row["prompt"], "completion": summary_completion(row["selected"])}
+            {"prompt": row["prompt"], "completion": summary_completion(row["selected"], self.tokenizer)}
             for k in range(1, r + 1)
             for row in read_jsonl(self.run_dir.stage_path(f"round{k}/selection") / "selected.jsonl")
         ]
@@ -387,18 +408,13 @@ class SummarizationILF:
         cfg, drift = self.settings, self.settings.drift
         model_path = self.model_path(r + 1)
         held_out = [sample_from_row(row) for row in read_jsonl(self.run_dir.stage_path("data") / "held_out.jsonl")]
-        prompts = [summarize_prompt(s.title, s.post) for s in held_out]
+        prompts = [summarize_prompt(s.title, s.post, self.tokenizer) for s in held_out]
         texts = {"task": [o[0] for o in self._generate(model_path, prompts, 1, cfg.temperature, cfg.seed)]
                  if held_out else []}
         if drift.probes:
-            from language_feedback.generation import generate
-
-            model, tokenizer = self._model(model_path)
-            chat = bool(getattr(tokenizer, "chat_template", None))
-            answers = generate(model, tokenizer, drift.probe_prompts(tokenizer), max_new_tokens=drift.max_new_tokens,
-                               temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.generation_batch_size,
-                               seed=cfg.seed, accelerator=self.state, stop_strings=None if chat else list(STOP_STRINGS))
-            texts["probes"] = [a[0].strip() for a in answers]
+            answers = self._generate(model_path, drift.probe_prompts(self.tokenizer), 1, cfg.temperature, cfg.seed,
+                                     max_new_tokens=drift.max_new_tokens)
+            texts["probes"] = [a[0] for a in answers]
         write_json_atomic(out / "samples.json", texts)
 
     def drift(self, r: int, out: Path) -> None:
@@ -417,7 +433,7 @@ class SummarizationILF:
         if cfg.selector == "instructrm" and not cfg.judge_model:
             model, tokenizer = self._model(self.model_path(r))
             return make_selector("instructrm", model=model, tokenizer=tokenizer, batch_size=cfg.selector_batch_size)
-        return build_selector(cfg)
+        return build_selector(cfg, self.tokenizer)
 
     # -- driver -----------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from language_feedback.feedback_world import (
     CHECKABLE_FACTS,
@@ -49,11 +50,12 @@ from language_feedback.feedback_world import (
 from language_feedback.prompts import summarize_prompt, summary_completion
 from language_feedback.selectors import SelectionItem, Selector
 from language_feedback.summarization_data import validate_row
-from language_feedback.summarization_ilf import STOP_STRINGS, SummarizationILF, SummarizationILFSettings
+from language_feedback.summarization_ilf import SummarizationILF, SummarizationILFSettings, generate_replies
 from rlhf.artifacts import RunDir, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from rlhf.config import ConfigError, run_identity, runtime_field
 from rlhf.experiment import Experiment, worker_pool
 from rlhf.metrics import Estimate, mean_ci, rate
+from rlhf.models import resolve_model_path
 from rlhf.targets import Target
 from rlhf.training import GRPOSettings, TrainingSettings
 
@@ -140,8 +142,8 @@ class GroundTruthSelector(Selector):
 
     name = "ground_truth"
 
-    def __init__(self, posts: Sequence[Post], required: Sequence[str] = REQUIRED_FACTS):
-        self.by_context = {summarize_prompt(p.title, p.text): p for p in posts}
+    def __init__(self, posts: Sequence[Post], required: Sequence[str] = REQUIRED_FACTS, tokenizer: Any = None):
+        self.by_context = {summarize_prompt(p.title, p.text, tokenizer): p for p in posts}  # as the ILF loop asks
         self.required = tuple(required)
 
     def score(self, items: Sequence[SelectionItem]) -> list[list[float]]:
@@ -155,16 +157,11 @@ class GroundTruthSelector(Selector):
 def summarize_posts(model_path: str, posts: Sequence[Post], settings: SummarizationILFSettings, *, n: int = 1,
                     seed: int = 0) -> list[list[str]]:
     """Greedy summaries (``n`` = 1) or ``n`` sampled ones per post, as the ILF runs generate them."""
-    from language_feedback.generation import generate
     from rlhf.models import load_causal_lm
 
     model, tokenizer = load_causal_lm(model_path)
-    outputs = generate(
-        model, tokenizer, [summarize_prompt(p.title, p.text) for p in posts], num_return_sequences=n,
-        max_new_tokens=settings.max_new_tokens, temperature=0.0 if n == 1 else settings.temperature,
-        top_p=settings.top_p, batch_size=settings.generation_batch_size, seed=seed, stop_strings=list(STOP_STRINGS),
-    )
-    return [[o.strip() for o in outs] for outs in outputs]
+    return generate_replies(model, tokenizer, [summarize_prompt(p.title, p.text, tokenizer) for p in posts], settings,
+                            n=n, temperature=0.0 if n == 1 else settings.temperature, seed=seed)
 
 
 def scored_rows(posts: Sequence[Post], summaries: Sequence[str], required: Sequence[str]) -> list[dict]:
@@ -188,6 +185,9 @@ class SeedRun:
         self.config, self.seed, self.train, self.test = config, seed, list(train), list(test)
         self.base_summaries = base_summaries
         self.settings = dataclasses.replace(config.ilf, rounds=1, samples_per_round=len(self.train), seed=seed)
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(self.settings.model))  # the prompt format
         self.run_dir = RunDir(output_dir, {"seed": seed, "train": [p.id for p in self.train],
                                            "test": [p.id for p in self.test]})
 
@@ -219,7 +219,7 @@ class SeedRun:
         if method == "shuffled_feedback":
             samples = "shuffled_feedback"
         if method == "ilf_ground_truth":
-            selector = GroundTruthSelector(self.train, self.config.world.required_facts)
+            selector = GroundTruthSelector(self.train, self.config.world.required_facts, self.tokenizer)
         held_out = None
         if method == "ilf_embedding" and settings.drift is not None:  # the drift report watches the method itself
             held_out = [validate_row(to_slf5k_row(p, self.base_summaries[p.id], ""), f"test post {p.id}")
@@ -251,7 +251,7 @@ class SeedRun:
         from rlhf.grpo import train_grpo
         from rlhf.reward import FunctionReward
 
-        rows = [{"prompt": summarize_prompt(s.title, s.post), "privileged_context": s.feedback}
+        rows = [{"prompt": summarize_prompt(s.title, s.post, self.tokenizer), "privileged_context": s.feedback}
                 for s in self.samples("feedback")]
         no_reward = FunctionReward(lambda batch: torch.zeros(len(batch)), name="no_reward")
         settings = dataclasses.replace(self.config.sdpo, seed=self.seed)
@@ -268,8 +268,9 @@ class SeedRun:
     def _sft_initial(self, out: Path) -> None:
         from language_feedback.finetune import sft
 
-        examples = [{"prompt": summarize_prompt(p.title, p.text), "completion": summary_completion(
-            self.base_summaries[p.id])} for p in self.train if self.base_summaries[p.id].strip()]
+        examples = [{"prompt": summarize_prompt(p.title, p.text, self.tokenizer),
+                     "completion": summary_completion(self.base_summaries[p.id], self.tokenizer)}
+                    for p in self.train if self.base_summaries[p.id].strip()]
         sft(self.settings.model, examples, out / "model", lora=self.settings.lora,
             trainer_dir=self.run_dir.path / "sft_initial.trainer", settings=self.settings.sft)
 
@@ -292,8 +293,8 @@ class SeedRun:
             rm = PreferenceRewardModel(self.run_dir.stage("reward_model", self._reward_model) / "rm")
             samples = summarize_posts(self.settings.model, self.test, self.settings, n=self.config.best_of,
                                       seed=self.seed)
-            prompts = [summarize_prompt(p.title, p.text) for p in self.test]
-            picks = best_of_n(prompts, [[summary_completion(c) for c in cands] for cands in samples], rm)
+            prompts = [summarize_prompt(p.title, p.text, self.tokenizer) for p in self.test]
+            picks = best_of_n(prompts, [[summary_completion(c, self.tokenizer) for c in cands] for cands in samples], rm)
             return [p.best.strip() for p in picks]
         return [s[0] for s in summarize_posts(self.model(method), self.test, self.settings)]
 

@@ -168,7 +168,8 @@ def as_trl_reward_func(model: RewardModel) -> Callable[..., list[float | None]]:
 
     TRL's GRPOTrainer/RLOOTrainer call ``f(prompts=..., completions=..., **dataset_columns)`` and
     log the result under ``f.__name__``. Prompts and completions reach the reward model as TRL gives them,
-    strings or conversations, so that it can read them in the format it was trained on (never flattened).
+    strings or conversations, so that it can read them in the format it was trained on (never flattened; a
+    conversational completion of a text prompt is its text).
     A skipped item (NaN from a ``may_skip`` model) becomes None, which TRL leaves out of the reward
     statistics and the advantages. When TRL passes ``log_metric`` (GRPOTrainer does), the model's
     :meth:`~RewardModel.batch_metrics` are logged as ``<name>/<metric>``.
@@ -177,8 +178,11 @@ def as_trl_reward_func(model: RewardModel) -> Callable[..., list[float | None]]:
     def reward_func(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
-        batch = [PromptCompletion(_check_text(p, f"prompts[{i}]"), _check_text(c, f"completions[{i}]"))
-                 for i, (p, c) in enumerate(zip(prompts, completions))]
+        batch = []
+        for i, (p, c) in enumerate(zip(prompts, completions)):
+            p, c = _check_text(p, f"prompts[{i}]"), _check_text(c, f"completions[{i}]")
+            # A text prompt answered in messages: the reply's text continues the prompt, as TRL reads it.
+            batch.append(PromptCompletion(p, completion_text(c) if isinstance(p, str) else c))
         rewards = [None if math.isnan(r) else r for r in model(batch).tolist()]
         log_metric = kwargs.get("log_metric")
         if callable(log_metric):

@@ -91,7 +91,7 @@ def test_sweep_points_files_nesting_and_resume(config_file, tmp_path, monkeypatc
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished stage was recomputed")
 
-    for name in ("sft", "generate", "SummarizationILF", "train_reward_model"):
+    for name in ("sft", "generate_replies", "SummarizationILF", "train_reward_model"):
         monkeypatch.setattr(sample_efficiency, name, must_not_run)
     assert sweep.main(["--config", str(config_file)]) == results
     assert stage_files(out) == before

@@ -398,6 +398,9 @@ class TextQuickstart(Experiment):
         stats = {method: method_statistics(r) for method, r in rows.items()}
         targets = self.targets(stats)
         table = format_table(cfg, stats, targets, time.time() - self.started, self.fresh)
+        drift = self.drift_lines()
+        if drift:
+            table += "\n\n" + "\n".join(drift)
         out = Path(cfg.output_dir)
         write_json_atomic(out / "summary.json", {
             "config": run_identity(cfg), "n_test": len(rows["base"]),
@@ -411,12 +414,36 @@ class TextQuickstart(Experiment):
         print("\n" + table)
         return json.loads((out / "summary.json").read_text())
 
+    def drift_lines(self, shown: int = 4) -> list[str]:
+        """What the drift reports of the ilf_embedding runs found (base → round 1), seed by seed."""
+        from rlhf.behaviour import DriftReport
+
+        lines = []
+        for seed in self.config.seeds:
+            for kind in ("task", "probes"):
+                path = self.run_dir.path / f"seed{seed}" / "ilf_embedding" / "round1" / "drift" / kind / "report.json"
+                if not path.is_file():
+                    continue
+                report = DriftReport.from_json(path.read_text())
+                shifts = sorted((s for s in report.significant() if s.before == "base"), key=lambda s: -abs(s.shift))
+                lines.append(f"  seed {seed}, {'test posts' if kind == 'task' else 'out-of-task probes'}: "
+                             f"{len(shifts)} significant cluster shift(s) from the base model ({path.parent})")
+                for shift in shifts[:shown]:
+                    c = report.clusters[shift.cluster]
+                    verdict = f", judged {shift.verdict} (p={shift.p_intended:.2f})" if shift.verdict else ""
+                    lines.append(f"    {shift.share_before:5.0%} -> {shift.share_after:4.0%}  {c.name()!r}: "
+                                 f"\"{c.examples.get(shift.after, [''])[0][:70]}\"{verdict}")
+        return ["Drift of ILF (embedding selector), base model -> round 1:", *lines] if lines else []
+
     def targets(self, stats: dict[str, dict[str, Estimate]]) -> list[Target]:
         t = self.config.targets
         good = {m: s["good"] for m, s in stats.items()}
         out = [Target("the world is not easy: base model's good-summary rate", good["base"].value, "<",
                       t.max_base_good_rate)]
         if "ilf_embedding" in good:
+            recall = {m: stats[m]["recall"] for m in ("base", "ilf_embedding")}
+            out.append(Target("ILF recall of the required facts above the base model's, 95% intervals apart "
+                              "(ILF low − base high)", recall["ilf_embedding"].low - recall["base"].high, ">", 0.0))
             ilf = good["ilf_embedding"]
             for other in ("base", "no_feedback", "sft_initial"):
                 if other in good:

@@ -22,7 +22,7 @@ def tiny_args(model: str, out) -> list[str]:
         "--output_dir", str(out), "--seeds", "[0, 1]", "--feedback_samples", "3", "--workers", "0",
         "--torch_threads", "1", "--world.n_posts", "12", "--world.test_posts", "4", "--best_of", "2",
         "--ilf.model", model, "--ilf.num_refinements", "2", "--ilf.max_new_tokens", "8", "--ilf.temperature", "1.0",
-        "--ilf.generation_batch_size", "4", "--ilf.selector", "random",
+        "--ilf.generation_batch_size", "4", "--ilf.selector", "random", "--ilf.require_improvement", "false",
         "--ilf.sft", ("{learning_rate: 1.0e-3, num_train_epochs: 1, per_device_train_batch_size: 4, max_length: 256, "
         "logging_steps: 1}"),
         "--reward", ("{learning_rate: 1.0e-3, num_train_epochs: 1, per_device_train_batch_size: 4, max_length: 256, "
@@ -102,10 +102,10 @@ def test_ground_truth_selector_ranks_by_the_scorer():
         (["--methods", "[best_of_n]"], "best_of_n trains its reward model on the comparisons of the ilf_embedding"),
         (["--world.n_posts", "20"], r"'world.n_posts' \(command line\): 20 posts; need test_posts"),
         (["--feedback_samples", "1"], "'feedback_samples' .*must be >= 2"),
-        (["--ilf.drift", "{task_prompts: 200}"], r"'ilf.drift.task_prompts' .*200 of a seed's test posts, but each seed"),
-        (["--ilf.drift", "{probes: 5}"], r"'ilf.drift.probes' .*must be 0 or at least 10"),
-        (["--ilf.drift", "{stop_if_unintended_share: 0.1}"], r"'ilf.drift.stop_if_unintended_share' .*needs judge_model"),
-        (["--ilf.drift", "{judge_model: smollm2-135m-instruct}"], r"'ilf.drift.intended_change' .*the judge needs"),
+        (["--ilf.drift", "{task_prompts: 200}"], r"'ilf.drift.task_prompts'.*200 of a seed's test posts, but each seed"),
+        (["--ilf.drift", "{probes: 5}"], r"'ilf.drift.probes'.*must be 0 or at least 10"),
+        (["--ilf.drift", "{stop_if_unintended_share: 0.1, judge_model: ''}"], r"'ilf.drift.stop_if_unintended_share'.*needs judge_model"),
+        (["--ilf.drift", "{judge_model: smollm2-135m-instruct}"], r"'ilf.drift.intended_change'.*the judge needs"),
     ],
 )
 def test_bad_config_fails_with_the_key_before_anything_runs(tmp_path, args, message):

@@ -1,0 +1,166 @@
+"""Sharded training saves complete models: SFT (full and LoRA), a reward model and GRPO, trained with FSDP2 on 2 CPU
+processes (recipes/accelerate/fsdp.yaml through `accelerate launch`; see _launch.FSDP_ON_CPU for why accelerate
+needs a nudge to shard on CPU).
+
+At the end of each training run a callback records, on every process, the local shard shape of every parameter
+(so the test knows the weights really were sharded) and gathers the in-memory model with torch's own API
+(``get_model_state_dict(full_state_dict=True)``): the reference the saved directory must equal, parameter by
+parameter, and score or generate exactly like.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _launch import FSDP_ON_CPU, FSDP_TWO_PROCESSES, accelerate_launch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from language_feedback.generation import generate
+from rlhf.preference import PreferenceRewardModel
+from rlhf.reward import PromptCompletion
+from rlhf.training import LoraSettings
+
+SCRIPT = FSDP_ON_CPU + """
+import json, sys
+from pathlib import Path
+
+import torch
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.tensor import DTensor
+from transformers import TrainerCallback
+
+from language_feedback.finetune import sft
+from rlhf.grpo import train_grpo
+from rlhf.preference import train_reward_model
+from rlhf.reward import RewardModel
+from rlhf.training import GRPOSettings, LoraSettings, TrainingSettings
+
+
+class GatherAtEnd(TrainerCallback):
+    def __init__(self, name):
+        self.name = name
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        shards = {n: [list(p.to_local().shape), list(p.shape)] for n, p in model.named_parameters()
+                  if isinstance(p, DTensor)}
+        (OUT / f"{self.name}.shards{args.process_index}.json").write_text(json.dumps(shards))
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if args.process_index == 0:
+            torch.save(full, OUT / f"{self.name}.gathered.pt")
+
+
+class Brevity(RewardModel):
+    name = "brevity"
+
+    def score(self, batch):
+        return torch.tensor([-len(x.completion) / 10 for x in batch])
+
+
+path, OUT = sys.argv[1], Path(sys.argv[2])
+examples = [{"prompt": f"def f{i}(x):", "completion": f"\\n    return x + {i}\\n"} for i in range(4)]
+settings = TrainingSettings(learning_rate=1e-2, max_steps=2, per_device_train_batch_size=1, max_length=64)
+sft(path, examples, OUT / "sft", settings=settings, callbacks=[GatherAtEnd("sft")])
+lora = LoraSettings(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["c_attn"])
+sft(path, examples, OUT / "sft_lora", lora=lora, settings=settings, callbacks=[GatherAtEnd("sft_lora")])
+comparisons = [{"prompt": f"Post {i}", "chosen": " short.", "rejected": " long and rambling."} for i in range(4)]
+train_reward_model(path, comparisons, OUT / "rm", settings=settings, callbacks=[GatherAtEnd("rm")])
+grpo = GRPOSettings(learning_rate=1e-2, max_steps=1, per_device_train_batch_size=2, num_generations=2,
+                    max_completion_length=4)
+train_grpo(path, [f"Post {i}" for i in range(2)], [Brevity()], OUT / "grpo", settings=grpo,
+           callbacks=[GatherAtEnd("grpo")])
+torch.distributed.destroy_process_group()  # else gloo's threads can abort the process at exit
+"""
+
+
+@pytest.fixture(scope="module")
+def sharded_runs(tiny_lm_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fsdp")
+    script = out / "train_sharded.py"
+    script.write_text(SCRIPT)
+    proc = accelerate_launch([script, tiny_lm_path, out], launcher_args=FSDP_TWO_PROCESSES, use_cpu_env=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
+
+
+def gathered(out, name: str) -> dict[str, torch.Tensor]:
+    """The in-memory model gathered at the end of training, after checking both processes held half of it."""
+    shards = [json.loads((out / f"{name}.shards{rank}.json").read_text()) for rank in (0, 1)]
+    assert shards[0], f"{name}: no parameter was sharded"
+    for param, (local, full) in shards[0].items():
+        # FSDP2 shards dim 0 across the 2 processes (rank 0 takes the larger half of an odd size)
+        assert local[0] == (full[0] + 1) // 2 and local[1:] == full[1:], param
+        assert shards[1][param][0][0] == full[0] // 2, param
+    return torch.load(out / f"{name}.gathered.pt")
+
+
+def assert_same_weights(saved: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> None:
+    assert set(saved) == set(reference)
+    for name, tensor in reference.items():
+        assert saved[name].shape == tensor.shape, name
+        assert torch.equal(saved[name], tensor), name
+
+
+def test_sharded_sft_saves_the_complete_model(sharded_runs, tiny_lm_path):
+    reference = gathered(sharded_runs, "sft")
+    saved = AutoModelForCausalLM.from_pretrained(sharded_runs / "sft")  # loads in one process
+    base = AutoModelForCausalLM.from_pretrained(tiny_lm_path)
+    # every parameter at full shape (the base model's), equal to the gathered in-memory model, and trained
+    assert {n: p.shape for n, p in saved.named_parameters()} == {n: p.shape for n, p in base.named_parameters()}
+    assert_same_weights(saved.state_dict(), reference)
+    assert not torch.equal(saved.transformer.h[1].mlp.c_fc.weight, base.transformer.h[1].mlp.c_fc.weight)
+
+    in_memory = AutoModelForCausalLM.from_pretrained(tiny_lm_path)
+    in_memory.load_state_dict(reference)
+    tokenizer = AutoTokenizer.from_pretrained(sharded_runs / "sft")
+    prompts = ["def f1(x):", "def add(a, b):"]
+    ids = tokenizer(prompts[0], return_tensors="pt")["input_ids"]
+    assert torch.equal(saved(ids).logits, in_memory(ids).logits)
+    texts = [generate(m, tokenizer, prompts, temperature=0, max_new_tokens=12, progress=False) for m in (saved, in_memory)]
+    assert texts[0] == texts[1]
+
+
+def test_sharded_lora_sft_saves_the_complete_merged_model(sharded_runs, tiny_lm_path):
+    from peft import get_peft_model
+
+    reference = gathered(sharded_runs, "sft_lora")
+    assert any("lora_A" in name for name in reference)
+    saved = AutoModelForCausalLM.from_pretrained(sharded_runs / "sft_lora")
+    assert not any("lora" in name for name in saved.state_dict())  # a plain model
+    # the gathered adapter merged into the base by peft, independently of the code under test
+    lora = LoraSettings(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["c_attn"])
+    in_memory = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_lm_path), lora.peft_config(task_type="CAUSAL_LM"))
+    in_memory.load_state_dict(reference)
+    merged = in_memory.merge_and_unload()
+    assert_same_weights(saved.state_dict(), merged.state_dict())
+    base = AutoModelForCausalLM.from_pretrained(tiny_lm_path)
+    assert not torch.equal(saved.transformer.h[0].attn.c_attn.weight, base.transformer.h[0].attn.c_attn.weight)
+    tokenizer = AutoTokenizer.from_pretrained(sharded_runs / "sft_lora")
+    prompts = ["def f2(x):", "Post 1"]
+    assert (generate(saved, tokenizer, prompts, temperature=0, max_new_tokens=12, progress=False)
+            == generate(merged, tokenizer, prompts, temperature=0, max_new_tokens=12, progress=False))
+
+
+def test_sharded_reward_model_training_saves_the_complete_model(sharded_runs, tiny_lm_path):
+    reference = gathered(sharded_runs, "rm")
+    saved = AutoModelForSequenceClassification.from_pretrained(sharded_runs / "rm")
+    assert saved.score.weight.shape == (1, 64)
+    assert_same_weights(saved.state_dict(), reference)
+
+    in_memory = AutoModelForSequenceClassification.from_pretrained(tiny_lm_path, num_labels=1)
+    in_memory.load_state_dict(reference)
+    tokenizer = AutoTokenizer.from_pretrained(sharded_runs / "rm")
+    batch = [PromptCompletion(f"Post {i}", text) for i in range(3) for text in (" short.", " long and rambling.")]
+    scores = PreferenceRewardModel(sharded_runs / "rm")(batch)
+    assert torch.equal(scores, PreferenceRewardModel(in_memory, tokenizer)(batch))
+    assert json.loads((sharded_runs / "rm" / "reward_model.json").read_text())["metrics"]["train_steps"] == 2
+
+
+def test_sharded_grpo_saves_the_complete_policy(sharded_runs, tiny_lm_path):
+    reference = gathered(sharded_runs, "grpo")
+    saved = AutoModelForCausalLM.from_pretrained(sharded_runs / "grpo" / "final")
+    assert_same_weights(saved.state_dict(), reference)
+    base = AutoModelForCausalLM.from_pretrained(tiny_lm_path)
+    assert any(not torch.equal(p, base.state_dict()[n]) for n, p in saved.state_dict().items())
+    assert (sharded_runs / "grpo" / "log_history.json").is_file()

@@ -1,4 +1,4 @@
-"""Sharded training saves complete models: SFT (full and LoRA), a reward model and GRPO, trained with FSDP2 on 2 CPU
+"""Sharded training saves complete models: SFT (full and LoRA), a reward model, GRPO and CLIP fine-tuning, trained with FSDP2 on 2 CPU
 processes (recipes/accelerate/fsdp.yaml through `accelerate launch`; see _launch.FSDP_ON_CPU for why accelerate
 needs a nudge to shard on CPU).
 
@@ -42,7 +42,7 @@ class GatherAtEnd(TrainerCallback):
     def __init__(self, name):
         self.name = name
 
-    def on_train_end(self, args, state, control, model=None, **kwargs):
+    def on_train_end(self, args, state, control, model=None, **kwargs):  # args: anything with a process_index
         shards = {n: [list(p.to_local().shape), list(p.shape)] for n, p in model.named_parameters()
                   if isinstance(p, DTensor)}
         (OUT / f"{self.name}.shards{args.process_index}.json").write_text(json.dumps(shards))
@@ -70,6 +70,23 @@ grpo = GRPOSettings(learning_rate=1e-2, max_steps=1, per_device_train_batch_size
                     max_completion_length=4)
 train_grpo(path, [f"Post {i}" for i in range(2)], [Brevity()], OUT / "grpo", settings=grpo,
            callbacks=[GatherAtEnd("grpo")])
+
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from vlm_rewards import load_open_clip, tiny_vit_clip_config
+from vlm_rewards.finetune import FinetuneConfig, finetune_clip
+
+AcceleratorState._reset_state(reset_partial_state=True)  # a fresh FSDP plugin: the trainers' one wraps GPT2Block
+accelerator = Accelerator(cpu=True)
+torch.manual_seed(0)
+clip = load_open_clip(tiny_vit_clip_config())
+frames = torch.randint(0, 256, (24, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+captions = [f"a {c} square" for c in ("red", "green", "blue")] * 8
+result = finetune_clip(clip, frames, captions, FinetuneConfig(num_train_epochs=2, per_device_train_batch_size=4,
+                       progress=False), output_dir=OUT / "clip", accelerator=accelerator)
+GatherAtEnd("clip").on_train_end(accelerator, None, None, model=clip.model)  # the model finetune_clip trained
+(OUT / f"clip.result{accelerator.process_index}.json").write_text(json.dumps(
+    {"clip_is_none": result.clip is None, "losses": result.train_losses, "after": result.eval_accuracy_after}))
 torch.distributed.destroy_process_group()  # else gloo's threads can abort the process at exit
 """
 
@@ -164,3 +181,28 @@ def test_sharded_grpo_saves_the_complete_policy(sharded_runs, tiny_lm_path):
     base = AutoModelForCausalLM.from_pretrained(tiny_lm_path)
     assert any(not torch.equal(p, base.state_dict()[n]) for n, p in saved.state_dict().items())
     assert (sharded_runs / "grpo" / "log_history.json").is_file()
+
+
+def test_sharded_clip_finetuning_saves_the_complete_model(sharded_runs):
+    from vlm_rewards import CLIPReward, load_open_clip, tiny_vit_clip_config
+
+    reference = gathered(sharded_runs, "clip")
+    # sharded, CLIP's 0-dim logit_scale is a 1-element vector (FSDP2 cannot shard 0-dim tensors); saved, 0-dim again
+    assert reference["logit_scale"].shape == (1,)
+    reference["logit_scale"] = reference["logit_scale"].reshape(())
+    saved = load_open_clip(sharded_runs / "clip")
+    assert_same_weights(saved.model.state_dict(), reference)
+    results = [json.loads((sharded_runs / f"clip.result{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["clip_is_none"] for r in results] == [False, True]  # the model on the main process only
+    assert results[0]["losses"] == results[1]["losses"] and results[0]["after"] == results[1]["after"]
+    assert json.loads((sharded_runs / "clip" / "finetune_metrics.json").read_text())["eval_accuracy_after"] == \
+        results[0]["after"]
+
+    torch.manual_seed(0)
+    in_memory = load_open_clip(tiny_vit_clip_config())  # the script's initial weights
+    assert not torch.equal(in_memory.model.visual.conv1.weight, saved.model.visual.conv1.weight)  # trained
+    in_memory.model.load_state_dict(reference)
+    frames = torch.randint(0, 256, (5, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    rewards = [CLIPReward(c.model, c.tokenizer, ["a red square"], ["a square"], alpha=0.5)(frames)
+               for c in (saved, in_memory)]
+    assert torch.equal(rewards[0], rewards[1])

@@ -10,14 +10,20 @@ parameter, and score or generate exactly like.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from _launch import FSDP_ON_CPU, FSDP_TWO_PROCESSES, accelerate_launch
+from _recipes import load_recipe
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+from language_feedback.finetune import sft
 from language_feedback.generation import generate
+from rlhf.cli import run_recipe
+from rlhf.config import ConfigError
 from rlhf.preference import PreferenceRewardModel
 from rlhf.reward import PromptCompletion
 from rlhf.training import LoraSettings
@@ -206,3 +212,47 @@ def test_sharded_clip_finetuning_saves_the_complete_model(sharded_runs):
     rewards = [CLIPReward(c.model, c.tokenizer, ["a red square"], ["a square"], alpha=0.5)(frames)
                for c in (saved, in_memory)]
     assert torch.equal(rewards[0], rewards[1])
+
+
+# -- launches that cannot shard as they ask are refused before any work ------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+REWARD_MODEL_ARGS = [REPO / "recipes" / "train_reward_model.py", "--config",
+                     REPO / "recipes" / "configs" / "reward_model_cpu.yaml"]
+
+
+def test_fsdp_config_without_gpus_is_refused_before_any_work(tmp_path):
+    # On CPU accelerate would drop FSDP and train every process on its own, each writing the same model.
+    proc = accelerate_launch([*REWARD_MODEL_ARGS, "--output_dir", tmp_path / "rm"], launcher_args=FSDP_TWO_PROCESSES,
+                             use_cpu_env=False)
+    assert proc.returncode != 0
+    message = ("error: config key 'distributed_type': the accelerate config asks for FSDP but there are no GPU "
+               "processes to shard over (no GPU on this machine)")
+    assert proc.stderr.count(message) == 2  # one line from each process, without a traceback (torchrun adds its own)
+    assert "[rank0]: Traceback" not in proc.stderr and "[rank1]: Traceback" not in proc.stderr
+    assert not (tmp_path / "rm").exists()
+
+
+def test_deepspeed_launch_without_deepspeed_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    if importlib.util.find_spec("deepspeed") is not None:
+        pytest.skip("DeepSpeed is installed here")
+    # what `accelerate launch` passes to the processes for recipes/accelerate/deepspeed_zero3.yaml
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL", "true")
+    with pytest.raises(SystemExit) as exit_:
+        run_recipe(load_recipe("train_reward_model.py").main, [*map(str, REWARD_MODEL_ARGS[1:]), "--output_dir",
+                                                               str(tmp_path / "rm")])
+    assert exit_.value.code == 2
+    assert ("config key 'distributed_type': the accelerate config asks for DeepSpeed (ZeRO stage 3) but DeepSpeed "
+            "is not installed") in capsys.readouterr().err
+    assert not (tmp_path / "rm").exists()
+
+
+def test_trainer_that_does_not_shard_as_launched_is_refused(tiny_lm_path, tmp_path, monkeypatch):
+    # A library call (no recipe) under an FSDP launch that accelerate did not set up as FSDP: caught on the trainer.
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(ConfigError, match="asks for FSDP but there are no GPU processes to shard over "
+                                          r"\(accelerate set up DistributedType.NO\)"):
+        sft(tiny_lm_path, [{"prompt": "a", "completion": " b"}], tmp_path / "model")
+    assert not (tmp_path / "model").exists()

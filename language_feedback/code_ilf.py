@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from language_feedback.finetune import sft
-from language_feedback.generation import generate
+from language_feedback.generation import check_vllm, generate, load_generation_model
 from language_feedback.prompts import CODE_STOP_STRINGS, code_completion, code_prompt, code_refine_prompt
 from language_feedback.selectors import SelectionItem, Selector
 from rlhf.artifacts import read_jsonl, write_json_atomic, write_jsonl_atomic
@@ -74,6 +74,10 @@ class CodeILFConfig:
     max_new_tokens: int = 128
     critic_max_new_tokens: int = 96
     generation_batch_size: int = runtime_field(16)  # sequences per forward pass
+    # vLLM samples every program, critique and refinement instead of transformers (same prompts, stop strings and
+    # output format; its own random draws); needs `pip install 'lf-rewards[vllm]'` and a GPU.
+    use_vllm: bool = False
+    vllm_gpu_memory_utilization: float = runtime_field(0.3)  # share of each GPU the vLLM engine may take
     # Execution
     sandbox_workers: int = runtime_field(2)
     sandbox_timeout_s: float = 10.0
@@ -92,6 +96,7 @@ class CodeILFConfig:
                      "sandbox_workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"must be >= 1, got {getattr(self, name)}", key=name)
+        check_vllm(self.use_vllm)
         bad_k = [k for k in self.eval_k if not 1 <= k <= self.eval_samples]
         if bad_k:
             raise ConfigError(f"{bad_k} needs 1 <= k <= eval_samples ({self.eval_samples})", key="eval_k")
@@ -266,15 +271,21 @@ class CodeILF(Experiment):
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _model(self, name_or_path: str):
-        """Load (once) a causal LM for generation, on the accelerator's device."""
+        """Load (once) a causal LM for generation, on the accelerator's device (a vLLM engine with ``use_vllm``)."""
+        c = self.config
         if name_or_path not in self._models:
-            from rlhf.models import load_causal_lm
-
+            if c.use_vllm:
+                self._drop_models()  # one vLLM engine at a time on the GPU
             device = str(self.accelerator.device) if self.accelerator is not None else None
-            self._models[name_or_path] = load_causal_lm(name_or_path, device=device)
+            self._models[name_or_path] = load_generation_model(
+                name_or_path, use_vllm=c.use_vllm, device=device,
+                vllm_gpu_memory_utilization=c.vllm_gpu_memory_utilization)
         return self._models[name_or_path]
 
     def _drop_models(self) -> None:
+        for model, _ in self._models.values():
+            if hasattr(model, "close"):
+                model.close()  # a vLLM engine
         self._models.clear()  # free memory before training
 
     @property

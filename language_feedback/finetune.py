@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhf.artifacts import atomic_path
+from rlhf.sharding import check_launch, gather_model
 from rlhf.training import LoraSettings, TrainingSettings
 
 logger = logging.getLogger(__name__)
@@ -59,8 +60,13 @@ def build_sft_trainer(
     tokenizer: Any = None,
     lora: LoraSettings | None = None,
     settings: TrainingSettings | None = None,
+    callbacks: list[Any] | None = None,
 ):
-    """An ``SFTTrainer`` on a prompt–completion dataset with completion-only loss (what :func:`sft` trains with)."""
+    """An ``SFTTrainer`` on a prompt–completion dataset with completion-only loss (what :func:`sft` trains with).
+
+    ``callbacks`` are ``transformers.TrainerCallback`` objects handed to the trainer. Raises ``ConfigError`` when
+    the launch asks for sharding it cannot have (:func:`rlhf.sharding.check_launch`).
+    """
     from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -80,10 +86,12 @@ def build_sft_trainer(
         tokenizer.pad_token = tokenizer.eos_token
     config = settings.trl_config(SFTConfig, trainer_dir, completion_only_loss=True)
     peft_config = lora.peft_config(task_type="CAUSAL_LM") if lora is not None else None
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-        peft_config=peft_config,
+        peft_config=peft_config, callbacks=callbacks,
     )
+    check_launch(trainer.accelerator)
+    return trainer
 
 
 def sft(
@@ -95,6 +103,7 @@ def sft(
     lora: LoraSettings | None = None,
     trainer_dir: str | Path | None = None,
     settings: TrainingSettings | None = None,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune a causal LM on ``examples`` (prompt → completion, loss on completion tokens only).
 
@@ -103,14 +112,17 @@ def sft(
     atomically to ``output_dir`` with ``sft.json`` (settings and metrics). Trainer checkpoints and
     TensorBoard logs go to ``trainer_dir`` (default ``<output_dir>.trainer``); with ``save_steps`` a
     rerun resumes from the last checkpoint. Under ``accelerate launch`` every process trains and the
-    main process saves. Returns the metrics: examples, steps, training loss.
+    main process saves; under FSDP or ZeRO-3 the shards are gathered first (:func:`rlhf.sharding.gather_model`),
+    so the saved model is complete. ``callbacks`` go to the trainer. Returns the metrics: examples, steps,
+    training loss.
     """
     from transformers.trainer_utils import get_last_checkpoint
 
     settings = settings or TrainingSettings()
     output_dir = Path(output_dir)
     trainer_dir = Path(trainer_dir) if trainer_dir is not None else output_dir.with_name(output_dir.name + ".trainer")
-    trainer = build_sft_trainer(model_or_path, examples, trainer_dir, tokenizer=tokenizer, lora=lora, settings=settings)
+    trainer = build_sft_trainer(model_or_path, examples, trainer_dir, tokenizer=tokenizer, lora=lora, settings=settings,
+                                callbacks=callbacks)
 
     last = get_last_checkpoint(str(trainer_dir)) if trainer_dir.is_dir() else None
     if last:
@@ -123,8 +135,8 @@ def sft(
     }
 
     accelerator = trainer.accelerator
+    model = gather_model(accelerator, trainer.model_wrapped)  # every process takes part; the main one gets the model
     if accelerator.is_main_process:
-        model = accelerator.unwrap_model(trainer.model)
         if lora is not None:
             model = model.merge_and_unload()  # a plain model: loads without peft, generates at full speed
         with atomic_path(output_dir) as tmp:

@@ -3,7 +3,9 @@
 Used for first drafts, refinements and pass@k samples. Prompts are sorted by length before batching
 (less padding), generated in batches, and returned in input order. With an accelerate ``Accelerator``
 running several processes, each process generates for a contiguous slice of the prompts and the
-results are gathered back, in order, on every process.
+results are gathered back, in order, on every process. At scale, vLLM can do the sampling instead of
+transformers' ``generate`` (:class:`VLLMModel`, ``pip install 'lf-rewards[vllm]'``), with the same prompts,
+stop strings and output.
 """
 
 from __future__ import annotations
@@ -46,10 +48,13 @@ def generate(
 
     Returns one list of completions per prompt, in input order; each completion is the generated
     text only (prompt stripped, special tokens removed), cut before the first of ``stop_strings``.
-    ``temperature == 0`` means greedy decoding. ``seed`` seeds torch's generator (offset by the
+    ``temperature == 0`` means greedy decoding. ``seed`` seeds the sampler (offset by the
     process index when sharded, so processes do not draw the same samples). With ``accelerator``
     running several processes, prompts are split between processes and the gathered result is
-    returned on every process; the model must already sit on ``accelerator.device``.
+    returned on every process; the model must already sit on ``accelerator.device``. ``model`` is a
+    transformers causal LM or a :class:`VLLMModel` (see :func:`load_generation_model`): both continue the
+    same prompt token ids (:func:`encode_prompts`) and their token ids are decoded the same way
+    (:func:`decode_completion`).
     """
     prompts = list(prompts)
     if not all(isinstance(p, str) for p in prompts):
@@ -64,18 +69,19 @@ def generate(
         raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
 
     sharded = accelerator is not None and accelerator.num_processes > 1
-    if accelerator is not None:
+    if accelerator is not None and not isinstance(model, VLLMModel):
         model = accelerator.unwrap_model(model)
     rank = accelerator.process_index if sharded else 0
     if seed is not None:
-        torch.manual_seed(seed + rank)
+        seed += rank
+        torch.manual_seed(seed)
 
     split = accelerator.split_between_processes(prompts) if sharded else nullcontext(prompts)
     with split as shard:
         local = _generate_local(
             model, tokenizer, list(shard), num_return_sequences=num_return_sequences,
             max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
-            stop_strings=stop_strings, progress=progress and rank == 0,
+            seed=seed, stop_strings=stop_strings, progress=progress and rank == 0,
         )
     if not sharded:
         return local
@@ -89,24 +95,55 @@ def generate(
     return gathered
 
 
+def encode_prompts(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+    """The token ids each generation backend continues: the tokenizer's encoding of each prompt, as is."""
+    return [tokenizer(p)["input_ids"] for p in prompts]
+
+
+def decode_completion(tokenizer, token_ids: Sequence[int], stop_strings: Sequence[str] | None) -> str:
+    """A completion's text from its generated token ids: special tokens (end of sequence, padding) removed,
+    cut before the first stop string."""
+    return truncate_at_stop(tokenizer.decode(list(token_ids), skip_special_tokens=True), stop_strings)
+
+
 def _generate_local(
     model, tokenizer, prompts: list[str], *, num_return_sequences: int, max_new_tokens: int,
-    temperature: float, top_p: float, batch_size: int, stop_strings: Sequence[str] | None, progress: bool,
+    temperature: float, top_p: float, batch_size: int, seed: int | None, stop_strings: Sequence[str] | None,
+    progress: bool,
 ) -> list[list[str]]:
     if not prompts:
         return []
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad_id is None:
-        raise ValueError("the tokenizer has neither a pad token nor an eos token; set tokenizer.pad_token")
-    device = next(model.parameters()).device
     sampling = temperature > 0
     # Greedy decoding gives the same sequence every time: generate it once and repeat it
     # (transformers refuses num_return_sequences > 1 without sampling).
     per_call = num_return_sequences if sampling else 1
-    gen_kwargs = {
-        "max_new_tokens": max_new_tokens, "num_return_sequences": per_call, "do_sample": sampling, "pad_token_id": pad_id,
-    }
-    if sampling:
+    prompt_ids = encode_prompts(tokenizer, prompts)
+    if isinstance(model, VLLMModel):
+        completion_ids = model.generate_ids(
+            prompt_ids, n=per_call, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+            stop_strings=stop_strings, seed=seed, progress=progress)
+    else:
+        completion_ids = _transformers_generate_ids(
+            model, tokenizer, prompt_ids, n=per_call, max_new_tokens=max_new_tokens, temperature=temperature,
+            top_p=top_p, batch_size=batch_size, stop_strings=stop_strings, progress=progress,
+            # Longest first: similar lengths share a batch (less padding) and an out-of-memory shows up at once.
+            order=sorted(range(len(prompts)), key=lambda i: -len(prompts[i])))
+    repeat = num_return_sequences // per_call
+    return [[decode_completion(tokenizer, ids, stop_strings) for ids in outs] * repeat for outs in completion_ids]
+
+
+def _transformers_generate_ids(
+    model, tokenizer, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int, temperature: float, top_p: float,
+    batch_size: int, stop_strings: Sequence[str] | None, progress: bool, order: list[int],
+) -> list[list[list[int]]]:
+    """``n`` generated token-id sequences per prompt with ``model.generate``, left-padded, batched in ``order``."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise ValueError("the tokenizer has neither a pad token nor an eos token; set tokenizer.pad_token")
+    device = next(model.parameters()).device
+    gen_kwargs = {"max_new_tokens": max_new_tokens, "num_return_sequences": n, "do_sample": temperature > 0,
+                  "pad_token_id": pad_id}
+    if temperature > 0:
         gen_kwargs.update(temperature=temperature, top_p=top_p)
     else:
         # Greedy: clear sampling knobs a model's generation_config may carry, so no warning fires.
@@ -114,25 +151,99 @@ def _generate_local(
     if stop_strings:
         gen_kwargs.update(stop_strings=list(stop_strings), tokenizer=tokenizer)
 
-    # Longest first: similar lengths share a batch (less padding) and an out-of-memory shows up at once.
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    results: list[list[str] | None] = [None] * len(prompts)
-    previous_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # decoder-only models must see the prompt end right before new tokens
+    results: list[list[list[int]] | None] = [None] * len(prompt_ids)
     was_training = model.training
     model.eval()
     try:
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         for batch in tqdm(batches, desc="generate", disable=not progress):
-            enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True)
-            enc = {k: v.to(device) for k, v in enc.items()}
-            out = model.generate(**enc, **gen_kwargs)
-            new_tokens = out[:, enc["input_ids"].shape[1] :]
-            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            # Left padding: a decoder-only model must see the prompt end right before the new tokens.
+            width = max(len(prompt_ids[i]) for i in batch)
+            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                input_ids[row, width - len(prompt_ids[i]):] = torch.tensor(prompt_ids[i], dtype=torch.long)
+                attention_mask[row, width - len(prompt_ids[i]):] = 1
+            out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **gen_kwargs)
+            new_tokens = out[:, width:].tolist()
             for j, i in enumerate(batch):
-                chunk = texts[j * per_call : (j + 1) * per_call] * (num_return_sequences // per_call)
-                results[i] = [truncate_at_stop(t, stop_strings) for t in chunk]
+                results[i] = new_tokens[j * n : (j + 1) * n]
     finally:
-        tokenizer.padding_side = previous_side
         model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+class VLLMModel:
+    """A causal LM served by vLLM, for :func:`generate` (the ILF configs' ``use_vllm``, named as in TRL's GRPO).
+
+    :func:`generate` gives it the same prompt token ids as a transformers model and decodes its token ids the
+    same way (:func:`encode_prompts`, :func:`decode_completion`), so prompts, stop strings and output are the
+    same; only the sampling engine differs. Each process runs its own engine on its GPU and generates its
+    shard of the prompts (TRL's colocated mode, one GPU per engine); ``gpu_memory_utilization`` is the share
+    of that GPU the engine may take (TRL's default 0.3 leaves room for training on the same GPU). The engine
+    holds its memory until the object is dropped (:meth:`close`).
+    """
+
+    def __init__(self, name_or_path: str, *, gpu_memory_utilization: float = 0.3, max_model_len: int | None = None):
+        from vllm import LLM
+
+        from rlhf.models import resolve_model_path
+
+        kwargs = {}
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # under accelerate launch / torchrun: vLLM joins the launcher's processes instead of spawning its own
+            kwargs["distributed_executor_backend"] = "external_launcher"
+        self.path = resolve_model_path(name_or_path, "causal_lm")
+        self.llm = LLM(model=str(self.path), gpu_memory_utilization=gpu_memory_utilization,
+                       max_model_len=max_model_len, **kwargs)
+
+    def generate_ids(
+        self, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int, temperature: float, top_p: float,
+        stop_strings: Sequence[str] | None, seed: int | None, progress: bool,
+    ) -> list[list[list[int]]]:
+        """``n`` generated token-id sequences per prompt (temperature 0: greedy)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(n=n, max_tokens=max_new_tokens, temperature=temperature,
+                                top_p=top_p if temperature > 0 else 1.0, stop=list(stop_strings or []) or None,
+                                seed=seed)
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], sampling_params=params,
+                                    use_tqdm=progress)
+        return [[list(c.token_ids) for c in out.outputs] for out in outputs]
+
+    def close(self) -> None:
+        """Release the engine (and, once collected, its GPU memory), e.g. before training on the same GPU."""
+        import gc
+
+        self.llm = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def load_generation_model(name_or_path: str, *, use_vllm: bool = False, device: str | None = None,
+                          vllm_gpu_memory_utilization: float = 0.3):
+    """``(model, tokenizer)`` for :func:`generate`: a transformers causal LM on ``device``, or with ``use_vllm``
+    a :class:`VLLMModel` (on this process's GPU) with the same tokenizer settings."""
+    from rlhf.models import load_causal_lm
+
+    if not use_vllm:
+        return load_causal_lm(name_or_path, device=device)
+    from transformers import AutoTokenizer
+
+    model = VLLMModel(name_or_path, gpu_memory_utilization=vllm_gpu_memory_utilization)
+    tokenizer = AutoTokenizer.from_pretrained(model.path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def check_vllm(use_vllm: bool) -> None:
+    """Raise ``ConfigError`` on key ``use_vllm`` when vLLM is asked for but not installed."""
+    import importlib.util
+
+    from rlhf.config import ConfigError
+
+    if use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ConfigError("vLLM is not installed: `pip install 'lf-rewards[vllm]'` (a CUDA GPU machine), or set "
+                          "use_vllm: false to generate with transformers", key="use_vllm")

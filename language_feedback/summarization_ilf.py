@@ -27,6 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from language_feedback.generation import check_vllm
 from language_feedback.prompts import is_chat, refine_prompt, summarize_prompt, summary_completion
 from language_feedback.selectors import SELECTORS, SelectionItem, Selector, make_selector
 from language_feedback.summarization_data import (
@@ -70,6 +71,10 @@ class SummarizationILFSettings:
     top_p: float = 0.95
     generation_batch_size: int = runtime_field(8)
     selector_batch_size: int = runtime_field(8)
+    # vLLM samples the summaries and refinements instead of transformers (same prompts, stop strings and output
+    # format; its own random draws); needs `pip install 'lf-rewards[vllm]'` and a GPU.
+    use_vllm: bool = False
+    vllm_gpu_memory_utilization: float = runtime_field(0.3)  # share of each GPU the vLLM engine may take
     max_prompt_tokens: int = 0  # 0 = the model's context length minus max_new_tokens
     lora: LoraSettings | None = None  # None: fine-tune every weight
     sft: TrainingSettings = field(default_factory=TrainingSettings)
@@ -91,6 +96,7 @@ class SummarizationILFSettings:
             raise ConfigError(f"refinements are sampled: must be > 0, got {self.temperature}", key="temperature")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"must be in (0, 1], got {self.top_p}", key="top_p")
+        check_vllm(self.use_vllm)
 
 
 @dataclass
@@ -276,6 +282,7 @@ class SummarizationILF:
             "selector_override": selector.name if selector is not None else None})
         self._policy: tuple[str, Any] | None = None  # (path, (model, tokenizer)) of the loaded model
         self._tokenizer: Any = None
+        self._engine: tuple[str, Any] | None = None  # the same for a vLLM engine (use_vllm)
 
     @classmethod
     def from_config(cls, config: SummarizationILFConfig, state: Any = None) -> SummarizationILF:
@@ -308,9 +315,24 @@ class SummarizationILF:
 
     def _generate(self, model_path: str, prompts: list[str], n: int, temperature: float, seed: int,
                   max_new_tokens: int | None = None) -> list[list[str]]:
-        model, tokenizer = self._model(model_path)
+        model, tokenizer = self._vllm_model(model_path) if self.settings.use_vllm else self._model(model_path)
         return generate_replies(model, tokenizer, prompts, self.settings, n=n, temperature=temperature, seed=seed,
                                 accelerator=self.state, max_new_tokens=max_new_tokens)
+
+    def _vllm_model(self, path: str):
+        """A vLLM engine for the model at ``path`` (``use_vllm``), one at a time."""
+        from language_feedback.generation import load_generation_model
+
+        if self._engine is None or self._engine[0] != path:
+            self._release_engine()
+            self._engine = (path, load_generation_model(
+                path, use_vllm=True, vllm_gpu_memory_utilization=self.settings.vllm_gpu_memory_utilization))
+        return self._engine[1]
+
+    def _release_engine(self) -> None:
+        if self._engine is not None:
+            self._engine[1][0].close()
+            self._engine = None
 
     def model_path(self, round_: int) -> str:
         """The model before round ``round_`` (1-based): the base model, then each round's fine-tuned one."""
@@ -399,6 +421,7 @@ class SummarizationILF:
             for row in read_jsonl(self.run_dir.stage_path(f"round{k}/selection") / "selected.jsonl")
         ]
         self._policy = None  # free the generation copy before training
+        self._release_engine()
         sft(self.model_path(r), examples, out, lora=self.settings.lora,
             trainer_dir=self.run_dir.path / f"round{r}" / "trainer", settings=self.settings.sft)
 

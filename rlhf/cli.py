@@ -4,8 +4,9 @@
         run_recipe(main)        # main(argv) loads its config with rlhf.config.load_config and runs
 
 - A config or input error (unknown key, bad value, missing file, another run's directory, a model that
-  cannot be loaded offline, a malformed data row) prints one message naming the file, line and key, with
-  no Python traceback, and exits with status 2. ``--debug`` shows the traceback (and debug logging).
+  cannot be loaded offline, a malformed data row, an accelerate launch asking for sharding it cannot have:
+  :func:`rlhf.sharding.check_launch`) prints one message naming the file, line and key, with no Python
+  traceback, and exits with status 2. ``--debug`` shows the traceback (and debug logging).
 - Ctrl-C prints where the run stopped and where a rerun of the same command resumes (:data:`progress`
   is kept up to date by the stage runner and the RL trainer), and exits with status 130.
 - Only the toolkit's own loggers print INFO; other libraries' root-logger noise stays at WARNING.
@@ -21,6 +22,7 @@ from typing import Any
 from rlhf.artifacts import DataFormatError, RunDirectoryMismatch, progress
 from rlhf.config import ConfigError
 from rlhf.models import ModelNotAvailableError
+from rlhf.sharding import check_launch
 
 OWN_LOGGERS = ("rlhf", "language_feedback", "vlm_rewards", "envs")
 #: Errors that are the user's input, not a bug: shown as one message without a traceback.
@@ -47,6 +49,7 @@ def run_recipe(main: Callable[[list[str]], Any], argv: list[str] | None = None) 
     argv = [a for a in argv if a != "--debug"]
     configure_logging(debug)
     try:
+        check_launch()  # a launch that asks for sharding it cannot have fails here, before any work
         return main(argv)
     except KeyboardInterrupt:
         print(f"\n{progress.message()}", file=sys.stderr)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from rlhf.artifacts import atomic_path, write_json_atomic
 from rlhf.models import resolve_model_path
 from rlhf.reward import RewardModel, as_trl_reward_func
+from rlhf.sharding import check_launch, gather_model
 from rlhf.training import GRPOSettings, LoraSettings
 
 Algorithm = Literal["grpo", "sdpo"]
@@ -39,7 +40,8 @@ def train_grpo(
     ``prompts`` are strings, or dataset rows with a ``"prompt"`` key and further columns (SDPO reads the
     feedback of a row from ``"privileged_context"``). ``algorithm`` "grpo" is ``trl.GRPOTrainer``; "sdpo" is
     ``trl.experimental.sdpo.SDPOTrainer``, with ``algorithm_args`` (e.g. ``include_environment_feedback``)
-    added to its config. The log history is also written to ``log_history.json``.
+    added to its config. The log history is also written to ``log_history.json``. Under FSDP or ZeRO-3 the
+    policy's shards are gathered before it is saved (:func:`rlhf.sharding.gather_model`).
     """
     from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint
@@ -62,11 +64,15 @@ def train_grpo(
         train_dataset=Dataset.from_list(rows),
         peft_config=lora.peft_config(task_type="CAUSAL_LM") if lora is not None else None, callbacks=callbacks,
     )
+    check_launch(trainer.accelerator)
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
+    # every process takes part in gathering the policy (sharded under FSDP or ZeRO-3); the main process writes it
+    policy = gather_model(trainer.accelerator, trainer.model_wrapped)
     if trainer.accelerator.is_main_process:
         with atomic_path(output_dir / "final") as tmp:
-            trainer.save_model(str(tmp))
+            policy.save_pretrained(str(tmp))  # the full model, or the LoRA adapter
+            trainer.processing_class.save_pretrained(str(tmp))
         write_json_atomic(output_dir / "log_history.json", trainer.state.log_history)
     trainer.accelerator.wait_for_everyone()
     return json.loads(json.dumps(trainer.state.log_history))

@@ -32,6 +32,7 @@ from rlhf.lm_choice import NextTokenChoice, resolve_chat_template
 from rlhf.metrics import outcomes_from_scores
 from rlhf.models import resolve_model_path
 from rlhf.reward import PromptCompletion, RewardModel
+from rlhf.sharding import check_launch, gather_model
 from rlhf.training import LoraSettings, TrainingSettings
 
 logger = logging.getLogger(__name__)
@@ -267,7 +268,8 @@ def train_reward_model(
     checkpoint. Returns metrics: training loss, sample counts (comparisons longer than
     ``max_length`` are dropped by TRL and counted), and, with ``eval_comparisons``, held-out
     accuracy before (``eval_accuracy_before``) and after (``eval_accuracy``) training.
-    ``callbacks`` are ``transformers.TrainerCallback`` objects handed to the trainer.
+    ``callbacks`` are ``transformers.TrainerCallback`` objects handed to the trainer. Under FSDP or ZeRO-3 the
+    shards are gathered before saving (:func:`rlhf.sharding.gather_model`), so the saved model is complete.
     """
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -296,6 +298,7 @@ def train_reward_model(
         model=model_path, args=config, train_dataset=Dataset.from_list(train_rows),
         processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
     )
+    check_launch(trainer.accelerator)
 
     metrics: dict[str, Any] = {"n_train": len(train_rows), "n_train_used": n_kept}
     if eval_rows is not None:
@@ -312,9 +315,12 @@ def train_reward_model(
         metrics["eval_accuracy"] = preference_accuracy(_in_memory_rm(trainer, settings, eval_rows), eval_rows)
 
     accelerator = trainer.accelerator
-    if accelerator.is_main_process:  # under `accelerate launch` every process trains; one writes the model
+    # Under `accelerate launch` every process trains and takes part in gathering the model (sharded under FSDP or
+    # ZeRO-3); the main process writes it: the full model, or the LoRA adapter with the score head.
+    model = gather_model(accelerator, trainer.model_wrapped)
+    if accelerator.is_main_process:
         with atomic_path(output_dir) as tmp:
-            trainer.save_model(str(tmp))
+            model.save_pretrained(str(tmp))
             tokenizer.save_pretrained(str(tmp))
             meta = {
                 "base_model": str(model_name_or_path),

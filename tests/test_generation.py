@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import textwrap
 
@@ -10,7 +11,13 @@ import torch
 from _launch import accelerate_launch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from language_feedback.generation import generate, truncate_at_stop
+from language_feedback.generation import (
+    VLLMModel,
+    decode_completion,
+    encode_prompts,
+    generate,
+    truncate_at_stop,
+)
 
 # Different lengths so a batch needs padding; more than one batch at batch_size=2.
 PROMPTS = [
@@ -76,6 +83,43 @@ def test_stop_strings_applied_to_generation(tiny):
         assert f[0].startswith(s[0])
 
 
+def test_completions_are_the_decoded_ids_generated_after_the_encoded_prompt(tiny):
+    """The pre- and post-processing every backend shares (transformers and vLLM): the model continues the ids of
+    encode_prompts, and a completion is decode_completion of the ids it generated. Stopping at a stop string
+    gives what generating on and cutting at its first occurrence gives (vLLM's ``stop``)."""
+    model, tokenizer = tiny
+    free = generate(model, tokenizer, PROMPTS, temperature=0, max_new_tokens=12, progress=False)
+    stop = next(c[0] for c in free if len(c[0]) > 3)[2]
+    out = generate(model, tokenizer, PROMPTS, temperature=0, max_new_tokens=12, stop_strings=[stop], progress=False)
+    for prompt, (text,) in zip(PROMPTS, out):
+        ids = encode_prompts(tokenizer, [prompt])[0]
+        assert ids == tokenizer(prompt)["input_ids"]
+        generated = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False,
+                                   pad_token_id=tokenizer.pad_token_id)[0, len(ids):].tolist()
+        assert text == decode_completion(tokenizer, generated, [stop])
+
+
+def test_decode_completion_drops_special_tokens_and_cuts_at_the_first_stop_string(tiny):
+    _, tokenizer = tiny
+    ids = tokenizer("x = 1\ndef f():")["input_ids"] + [tokenizer.eos_token_id, tokenizer.pad_token_id]
+    assert decode_completion(tokenizer, ids, None) == "x = 1\ndef f():"
+    assert decode_completion(tokenizer, ids, ["\ndef ", "="]) == "x "
+
+
+def test_vllm_generates_what_transformers_generates(tiny, tiny_lm_path):
+    pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'lf-rewards[vllm]')")
+    model, tokenizer = tiny
+    engine = VLLMModel(tiny_lm_path)
+    for kwargs in ({}, {"stop_strings": ["\n"]}):
+        expected = generate(model, tokenizer, PROMPTS, temperature=0, max_new_tokens=12, progress=False, **kwargs)
+        got = generate(engine, tokenizer, PROMPTS, num_return_sequences=2, temperature=0, max_new_tokens=12,
+                       progress=False, **kwargs)
+        assert got == [[e[0], e[0]] for e in expected]
+    sampled = generate(engine, tokenizer, PROMPTS, num_return_sequences=3, temperature=1.0, max_new_tokens=8,
+                       seed=0, progress=False)
+    assert [len(s) for s in sampled] == [3] * len(PROMPTS)
+
+
 def test_bad_arguments(tiny):
     model, tokenizer = tiny
     with pytest.raises(TypeError, match=r"prompts\[1\]"):
@@ -120,3 +164,22 @@ def test_sharded_across_two_processes_matches_single_process(tiny, tiny_lm_path,
         result = json.loads((tmp_path / f"out.{rank}.json").read_text())
         assert result["num_processes"] == 2
         assert result["out"] == expected  # every process holds the full result, in input order
+
+
+def test_asking_for_vllm_without_vllm_is_a_config_error_naming_the_option(tmp_path):
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    from language_feedback.code_ilf import CodeILFConfig
+    from language_feedback.summarization_ilf import SummarizationILFConfig
+    from rlhf.config import ConfigError, load_config
+
+    config = tmp_path / "ilf.yaml"
+    config.write_text("data: recipes/data/slf5k_demo\nilf:\n  rounds: 1\n  use_vllm: true\n")
+    with pytest.raises(ConfigError, match=rf"{config} line 4: config key 'ilf.use_vllm': vLLM is not installed: "
+                                          r"`pip install 'lf-rewards\[vllm\]'`"):
+        load_config(SummarizationILFConfig, ["--config", str(config)])
+    mbpp = tmp_path / "mbpp.jsonl"
+    mbpp.write_text("")
+    with pytest.raises(ConfigError, match=r"config key 'use_vllm' \(command line\): vLLM is not installed"):
+        load_config(CodeILFConfig, ["--mbpp_path", str(mbpp), "--train_refiner", "false", "--feedback_source",
+                                    "execution", "--use_vllm", "true"])

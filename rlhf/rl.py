@@ -47,9 +47,10 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 from tqdm.auto import tqdm
 
-from rlhf.artifacts import RunDir, atomic_path, progress, write_json_atomic
+from rlhf.artifacts import RunDir, atomic_path, progress, write_json_atomic, write_text_atomic
 from rlhf.config import ConfigError, runtime_field
 from rlhf.metrics import epic_distance
+from rlhf.monitor import RewardHackingCallback, RewardHackingMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -396,6 +397,9 @@ class Trainer:
         self.make_train_env, self.make_eval_env = make_train_env, make_eval_env
         self.success_fn = success_fn or success_from_info_key()
         self.curve: list[dict] = []
+        # Training (proxy) reward next to the true one (info["original_reward"]) per rollout: stretches where the
+        # proxy rose while the truth fell are printed at the end and kept in final/monitor.json.
+        self.monitor = RewardHackingMonitor()
         self.next_eval = self.next_checkpoint = 0
         self._eval_env: VecEnv | None = None
         self.train_seconds = 0.0
@@ -422,6 +426,7 @@ class Trainer:
                 raise RuntimeError(f"{self.checkpoint_dir}: model and state.json disagree on the step count")
             self._restore_generators(model)
             self.curve = state["curve"]
+            self.monitor.points = [tuple(point) for point in state.get("monitor", [])]
             self.train_seconds = state.get("train_seconds", 0.0)
             self.next_eval = state["next_eval"]
             self.next_checkpoint = model.num_timesteps + cfg.save_freq
@@ -501,7 +506,7 @@ class Trainer:
             with (tmp / "generators.pkl").open("wb") as f:
                 pickle.dump({"rng": rng_state(), "train_env": train_env, "eval_env": eval_env}, f)
             state = {"num_timesteps": model.num_timesteps, "next_eval": self.next_eval, "curve": self.curve,
-                     "train_seconds": self.train_seconds + self._elapsed()}
+                     "monitor": self.monitor.points, "train_seconds": self.train_seconds + self._elapsed()}
             (tmp / "state.json").write_text(json.dumps(state))
         progress.resume_step = model.num_timesteps
 
@@ -537,7 +542,10 @@ class Trainer:
         model = self._build_or_resume()
         self._t0 = time.time()
         remaining = cfg.total_timesteps - model.num_timesteps
-        callbacks: list[BaseCallback] = [TrainingRewardLogger(), _CurveAndCheckpoint(self)]
+        # Off-policy learners end a rollout every train_freq steps: a point per tenth of the evaluation interval.
+        every = max(1, cfg.eval_freq // 10) if isinstance(model, OffPolicyAlgorithm) else None
+        callbacks: list[BaseCallback] = [TrainingRewardLogger(), RewardHackingCallback(self.monitor, every=every, verbose=0),
+                                         _CurveAndCheckpoint(self)]
         if cfg.progress_bar:
             callbacks.append(_ProgressBar(cfg.total_timesteps, self.name))
         if remaining > 0:
@@ -563,8 +571,12 @@ class Trainer:
             model.save(tmp / "model.zip")
             write_json_atomic(tmp / "curve.json", self.curve)
             write_json_atomic(tmp / "eval.json", result)
+            if self.monitor.points:
+                write_text_atomic(tmp / "monitor.json", self.monitor.to_json())
 
         self.run.stage("final", write_final)
+        if self.monitor.points:
+            logger.info("%s: %s", self.name, self.monitor.report())
         for env in (model.get_env(), self._eval_env, final_env):
             if env is not None:
                 env.close()

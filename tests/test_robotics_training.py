@@ -76,6 +76,16 @@ def test_each_algorithm_trains_logs_and_evaluates(tmp_path, algorithm, task, rew
     # Ground-truth return and success come from SB3's own logging (Monitor inside the reward wrapper).
     assert {"eval/ground_truth_return", "eval/success_rate", "rollout/ep_rew_mean", "rollout/success_rate",
             "train/episode_return_training_reward"} <= tags
+    if reward == "vlm":  # the reward-hacking monitor sees the proxy (CLIP) reward next to the true one
+        assert {"monitor/proxy_reward", "monitor/true_reward"} <= tags
+        monitor = json.loads((run / "final" / "monitor.json").read_text())
+        points = monitor["points"]
+        # a point per rollout (PPO: 32 steps x 2 envs) or per tenth of the evaluation interval (SAC: 64 // 10)
+        spacing = 64 if algorithm == "ppo" else 6
+        assert [p["step"] for p in points] == list(range(spacing, 257, spacing))
+        assert all(p["proxy"] != p["true"] for p in points) and "windows" in monitor
+    else:  # trained on the true reward: nothing to compare
+        assert not (run / "final" / "monitor.json").exists()
 
 
 def write_yaml(tmp_path: Path, cfg: TrainPolicyConfig) -> Path:
@@ -148,8 +158,8 @@ def test_a_killed_and_resumed_run_repeats_the_uninterrupted_run_exactly(tmp_path
     and TensorBoard holds no step twice."""
     def config(name: str) -> TrainPolicyConfig:
         cfg = small_cfg(tmp_path / name, "ppo", total_timesteps=512, save_freq=128, eval_freq=64)
-        cfg.reward = RewardConfig(source="ground_truth")
         cfg.rl.deterministic = False  # stochastic evaluations consume the generators too
+        torch.manual_seed(0)  # the tiny CLIP reward has random weights: the same ones in every trainer
         return cfg
 
     (uninterrupted,) = make_trainers(config("a"))
@@ -173,6 +183,8 @@ def test_a_killed_and_resumed_run_repeats_the_uninterrupted_run_exactly(tmp_path
     runs = {name: Path(config(name).output_dir) / "seed_0" for name in ("a", "b")}
     curves = {name: json.loads((run / "final" / "curve.json").read_text()) for name, run in runs.items()}
     assert curves["b"] == curves["a"] and len(curves["a"]) == 9
+    monitors = {name: json.loads((run / "final" / "monitor.json").read_text()) for name, run in runs.items()}
+    assert monitors["b"] == monitors["a"] and len(monitors["a"]["points"]) == 8  # the monitor resumes too
     assert result["returns"] == expected["returns"]
     from stable_baselines3 import PPO
 

@@ -18,6 +18,7 @@ import ``envs``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -272,7 +273,25 @@ class PolicyTraining:
 
             video = record_final_video(trainer.run, trainer.seed, reward_model, self.config.rl.tensorboard)
             logger.info("%s: video of a final-evaluation episode in %s", trainer.name, video)
+            self._film_flagged_windows(trainer, reward_model)
         return result
+
+    def _film_flagged_windows(self, trainer: Trainer, reward_model: RewardModel | None) -> None:
+        """A video of the final policy for every stretch the reward-hacking monitor flagged (stage ``flagged``)."""
+        monitor = trainer.run.stage_path("final") / "monitor.json"
+        windows = json.loads(monitor.read_text())["windows"] if monitor.is_file() else []
+        if not windows:
+            return
+        from vlm_rewards.video import record_flagged_window
+
+        def film(out: Path) -> None:
+            for w in windows:
+                record_flagged_window(trainer.run.stage_path("final") / "model.zip", self.config,
+                                      (w["start_step"], w["end_step"]), out, reward_model=reward_model, details=w,
+                                      seed=trainer.seed)
+
+        logger.warning("%s: %d flagged stretch(es) filmed in %s", trainer.name, len(windows),
+                       trainer.run.stage("flagged", film))
 
     def summarize(self, results: list[dict]) -> dict:
         """Every seed's final evaluation plus the mean over seeds, written to ``<output_dir>/summary.json``."""

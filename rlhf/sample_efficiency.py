@@ -5,7 +5,9 @@ them), one glob pattern of run directories per method, and writes ``sample_effic
 step: mean, std, min, max, IQM and its bootstrap interval, for each metric), ``final.json`` (IQM and interval
 of each method's final evaluation, the steps each method needs to reach a share of the best) and
 ``sample_efficiency.png`` (titled with the task, the threshold drawn; bands are the IQM's 95% bootstrap
-interval from 5 seeds on, else the min–max over seeds, and say which). ``recipes/eval/sample_efficiency.py``
+interval from 5 seeds on, else the min–max over seeds, and say which; runs trained on a learned reward add a
+panel with the per-step training (proxy) reward and the true reward from ``final/monitor.json``, so a proxy
+that rises while the truth falls shows). ``recipes/eval/sample_efficiency.py``
 runs it.
 """
 
@@ -67,7 +69,16 @@ def evaluate_sample_efficiency(cfg: SampleEfficiencyConfig) -> dict:
         metric: {m: aggregate([r["curve"] for r in rs], metric, cfg.n_boot, cfg.confidence) for m, rs in runs.items()}
         for metric in cfg.metrics
     }
-    write_aggregates_csv(out / "sample_efficiency.csv", aggregates)
+    # Runs trained on a learned reward kept it next to the true one (final/monitor.json): both on one panel.
+    monitors = {m: [json.loads(p.read_text())["points"] for d in ds if (p := Path(d) / "final" / "monitor.json").is_file()]
+                for m, ds in dirs.items()}
+    training_reward = {}
+    for method, points in monitors.items():
+        if points and len(points) == len(dirs[method]):
+            for side in ("proxy", "true"):
+                training_reward[f"{method}, {side}"] = aggregate(points, side, cfg.n_boot, cfg.confidence)
+    write_aggregates_csv(out / "sample_efficiency.csv",
+                         {**aggregates, **({"training_reward_per_step": training_reward} if training_reward else {})})
     final: dict = {}
     key = {"gt_return": "gt_return_mean", "success_rate": "success_rate"}
     for method, rs in runs.items():
@@ -87,6 +98,9 @@ def evaluate_sample_efficiency(cfg: SampleEfficiencyConfig) -> dict:
         reference_lines[METRICS["gt_return"]] = {f"{cfg.threshold_fraction:.0%} of the best IQM": threshold}
     final["tasks"] = tasks
     write_json_atomic(out / "final.json", final)
-    plot_aggregates(out / "sample_efficiency.png", {METRICS[m]: aggregates[m] for m in cfg.metrics},
+    panels = {METRICS[m]: aggregates[m] for m in cfg.metrics}
+    if training_reward:
+        panels["training reward per step (proxy = the reward trained on)"] = training_reward
+    plot_aggregates(out / "sample_efficiency.png", panels,
                     title=cfg.title or f"{', '.join(tasks)}: IQM over seeds", reference_lines=reference_lines)
     return final

@@ -41,9 +41,13 @@ def test_sample_efficiency_writes_csv_json_png(two_methods, tmp_path):
     final = sample_efficiency.main(["--runs", f"{{gt: '{two_methods}/gt/seed_*', vlm: '{two_methods}/vlm/seed_*'}}",
                                     "--output_dir", str(out), "--n_boot", "200"])
     rows = list(csv.DictReader((out / "sample_efficiency.csv").open()))
-    # 2 metrics x 2 methods x 5 evaluation points (steps 0, 32, 64, 96, 128)
-    assert len(rows) == 20
-    assert {(r["metric"], r["method"]) for r in rows} == {(m, k) for m in ("gt_return", "success_rate") for k in ("gt", "vlm")}
+    # 2 metrics x 2 methods x 5 evaluation points (steps 0, 32, 64, 96, 128), and the VLM runs' training reward
+    # per step next to the true one, a point per rollout (steps 32, 64, 96, 128)
+    evaluations = [r for r in rows if r["metric"] != "training_reward_per_step"]
+    assert len(evaluations) == 20
+    assert {(r["metric"], r["method"]) for r in evaluations} == {(m, k) for m in ("gt_return", "success_rate") for k in ("gt", "vlm")}
+    training = [(r["method"], r["step"]) for r in rows if r["metric"] == "training_reward_per_step"]
+    assert training == [(f"vlm, {side}", str(step)) for side in ("proxy", "true") for step in (32, 64, 96, 128)]
     gt_curves = [json.loads((two_methods / "gt" / f"seed_{s}" / "final" / "curve.json").read_text()) for s in (0, 1)]
     first = next(r for r in rows if r["metric"] == "gt_return" and r["method"] == "gt" and r["step"] == "64")
     values = [next(p["gt_return"] for p in c if p["step"] == 64) for c in gt_curves]
@@ -62,12 +66,15 @@ def test_sample_efficiency_plot_names_the_task_threshold_and_band(two_methods, t
 
     figures = []
     monkeypatch.setattr(rlhf.curves, "save_figure", lambda fig, path, dpi=110: figures.append(fig))
-    sample_efficiency.main(["--runs", f"{{gt: '{two_methods}/gt/seed_*'}}", "--output_dir", str(tmp_path),
-                            "--n_boot", "100"])
+    sample_efficiency.main(["--runs", f"{{gt: '{two_methods}/gt/seed_*', vlm: '{two_methods}/vlm/seed_*'}}",
+                            "--output_dir", str(tmp_path), "--n_boot", "100"])
     (fig,) = figures
     returns_ax = fig.axes[0]
     legend = [t.get_text() for t in returns_ax.get_legend().get_texts()]
-    assert legend == ["gt (iqm; band: min–max over 2 seeds)"]
+    assert legend == [f"{m} (iqm; band: min–max over 2 seeds)" for m in ("gt", "vlm")]
+    training_ax = fig.axes[2]  # the proxy (CLIP) reward the VLM agents trained on, next to the true reward
+    assert "proxy" in training_ax.get_ylabel()
+    assert [t.get_text().split(" (")[0] for t in training_ax.get_legend().get_texts()] == ["vlm, proxy", "vlm, true"]
     assert "cartpole-upright" in fig._suptitle.get_text()
     assert any("95% of the best IQM" in t.get_text() for t in returns_ax.texts)
     assert returns_ax.yaxis.get_major_formatter().get_useOffset() is False

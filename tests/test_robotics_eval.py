@@ -93,14 +93,23 @@ def test_reward_quality_sweeps_alpha_and_models_and_draws_the_pose_matrix(tmp_pa
     summary = reward_quality_recipe.main([
         "--task", "cartpole-upright", "--output_dir", str(out), "--states", "48", "--render_size", "32",
         "--alphas", "[0.0, 1.0]", "--x_state_index", "2",
-        "--models", f"[{{name: saved, model: '{tmp_path / 'ckpt'}'}}, {{name: config, model_config: {json.dumps(tiny_vit_clip_config())}}}]",
+        "--models", (f"[{{name: saved, model: '{tmp_path / 'ckpt'}'}}, {{name: saved_again, model: '{tmp_path / 'ckpt'}'}}, "
+                     f"{{name: config, model_config: {json.dumps(tiny_vit_clip_config())}}}]"),
         "--matrix_tasks", "[humanoid-kneeling, humanoid-standing]",
     ])
     rows = list(csv.DictReader((out / "epic.csv").open()))
-    assert [(r["model"], float(r["alpha"])) for r in rows] == [("saved", 0.0), ("saved", 1.0), ("config", 0.0), ("config", 1.0)]
+    assert [(r["model"], float(r["alpha"])) for r in rows] == [(m, a) for m in ("saved", "saved_again", "config")
+                                                               for a in (0.0, 1.0)]
     assert all(0.0 <= float(r["epic_distance"]) <= 1.0 for r in rows)
     # The saved checkpoint and the config-built model have different weights: different rewards.
-    assert rows[0]["epic_distance"] != rows[2]["epic_distance"]
+    assert rows[0]["epic_distance"] != rows[4]["epic_distance"]
+    # Successive models: how far each reward moved from the one before (the same checkpoint again: not at all).
+    moved = {(r["from"], r["to"], r["alpha"]): r["epic_distance"] for r in summary["epic_between_successive_models"]}
+    assert set(moved) == {(a, b, alpha) for a, b in (("saved", "saved_again"), ("saved_again", "config"))
+                          for alpha in (0.0, 1.0)}
+    assert all(moved["saved", "saved_again", alpha] == pytest.approx(0.0, abs=1e-6) for alpha in (0.0, 1.0))
+    assert all(moved["saved_again", "config", alpha] > 0.05 for alpha in (0.0, 1.0))
+    assert len(list(csv.DictReader((out / "epic_successive.csv").open()))) == 4
     for name in ("epic.png", "reward_vs_ground_truth.png", "goal_pose_matrix_saved.png", "goal_pose_matrix_config.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
     matrix = list(csv.reader((out / "goal_pose_matrix_saved.csv").open()))

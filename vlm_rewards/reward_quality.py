@@ -22,7 +22,7 @@ import numpy as np
 
 from envs import Task
 from envs.contact_sheet import render_reference_frames
-from rlhf.artifacts import write_json_atomic, write_text_atomic
+from rlhf.artifacts import write_csv_atomic, write_json_atomic, write_text_atomic
 from rlhf.config import ConfigError
 from rlhf.curves import save_figure
 from rlhf.rl import state_reward_epic
@@ -135,7 +135,7 @@ def evaluate_reward_quality(cfg: RewardQualityConfig) -> dict:
     states = collect_states(cfg, task)
     frames = render_states(task, states, cfg.render_size)
     gt = task.rewards(states)
-    rows, rewards_at_best = [], {}
+    rows, rewards_at_best, rewards = [], {}, {}
     for spec in cfg.models:
         reward_model = build_reward_model(_reward_config(cfg, spec, cfg.alphas[0]), task)
         embeddings = reward_model.embed(frames)  # image tower once; alpha only changes the projection
@@ -143,6 +143,7 @@ def evaluate_reward_quality(cfg: RewardQualityConfig) -> dict:
         for alpha in cfg.alphas:
             reward_model.alpha = alpha
             vlm = reward_model.reward_from_embeddings(embeddings).numpy().astype(float)
+            rewards[spec.name, alpha] = vlm
             epic = state_reward_epic(vlm, gt, cfg.gamma, cfg.seed)
             rows.append({"model": spec.name, "alpha": alpha, "epic_distance": epic})
             logger.info("%s alpha=%g: EPIC distance %.3f", spec.name, alpha, epic)
@@ -150,11 +151,7 @@ def evaluate_reward_quality(cfg: RewardQualityConfig) -> dict:
                 best = (epic, alpha, vlm)
         rewards_at_best[spec.name] = best
 
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=["model", "alpha", "epic_distance"])
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(out / "epic.csv", text.getvalue())
+    write_csv_atomic(out / "epic.csv", rows)
 
     def draw_epic(plt):
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -188,7 +185,19 @@ def evaluate_reward_quality(cfg: RewardQualityConfig) -> dict:
 
     _plot(out / "reward_vs_ground_truth.png", draw_scatter)
 
-    summary: dict[str, Any] = {"task": cfg.task, "states": len(states), "state_source": cfg.state_source, "epic": rows}
+    # Models listed in order (e.g. successive fine-tunings of one CLIP): how far each moved from the one before,
+    # as a reward, at each alpha. Reward drift as a number, next to the distance to the ground truth.
+    successive = [
+        {"from": a.name, "to": b.name, "alpha": alpha,
+         "epic_distance": state_reward_epic(rewards[a.name, alpha], rewards[b.name, alpha], cfg.gamma, cfg.seed)}
+        for a, b in zip(cfg.models, cfg.models[1:]) for alpha in cfg.alphas
+    ]
+    for row in successive:
+        logger.info("%s -> %s alpha=%g: EPIC distance %.3f", row["from"], row["to"], row["alpha"], row["epic_distance"])
+    if successive:
+        write_csv_atomic(out / "epic_successive.csv", successive)
+    summary: dict[str, Any] = {"task": cfg.task, "states": len(states), "state_source": cfg.state_source, "epic": rows,
+                               "epic_between_successive_models": successive}
     if cfg.matrix_tasks:
         for spec in cfg.models:
             names, matrix = goal_pose_matrix(cfg, spec)

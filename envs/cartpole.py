@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
-from envs.rendering import Canvas, SimState, check_render_size
+from envs.rendering import Canvas, SimState
 
 TRACK_HALF_LENGTH = 2.4  # gymnasium's x_threshold: the cart position is clipped to +-this
 POLE_LENGTH = 1.0  # gymnasium's `length` is half the pole
@@ -85,11 +85,8 @@ class PixelCartPoleEnv(SimState, CartPoleEnv):
     STATE_FIELDS = ("x", "x_dot", "theta", "theta_dot")
 
     def __init__(self, render_mode: str | None = None, width: int = 224, height: int = 224) -> None:
-        check_render_size(width, height)
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
-        super().__init__(render_mode=render_mode)
-        self.width, self.height = int(width), int(height)
+        super().__init__()
+        self._init_rendering(render_mode, width, height)
         high = np.array([TRACK_HALF_LENGTH, np.inf, np.pi, np.inf], dtype=np.float32)
         self.observation_space = spaces.Box(-high, high, dtype=np.float32)
         self._canvas: Canvas | None = None

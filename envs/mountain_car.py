@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 from gymnasium.envs.classic_control.continuous_mountain_car import Continuous_MountainCarEnv
 
-from envs.rendering import Canvas, SimState, check_render_size
+from envs.rendering import Canvas, SimState
 
 MIN_POSITION, MAX_POSITION, GOAL_POSITION, MAX_SPEED = -1.2, 0.6, 0.45, 0.07
 VALLEY_POSITION = -np.pi / 6  # the lowest point of sin(3x)
@@ -80,11 +80,8 @@ class PixelMountainCarEnv(SimState, Continuous_MountainCarEnv):
     STATE_FIELDS = ("position", "velocity")
 
     def __init__(self, render_mode: str | None = None, width: int = 224, height: int = 224) -> None:
-        check_render_size(width, height)
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
-        super().__init__(render_mode=render_mode)
-        self.width, self.height = int(width), int(height)
+        super().__init__()
+        self._init_rendering(render_mode, width, height)
         self._background: np.ndarray | None = None
 
     def _constrain(self, state: np.ndarray) -> np.ndarray:

@@ -153,6 +153,14 @@ class SimState:
 
     STATE_FIELDS: tuple[str, ...] = ()
 
+    def _init_rendering(self, render_mode: str | None, width: int, height: int) -> None:
+        """Check and keep the render settings (frames come only as ``rgb_array``)."""
+        check_render_size(width, height)
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.width, self.height = int(width), int(height)
+
     def get_sim_state(self) -> np.ndarray:
         """The full simulator state, a copy: the fields ``STATE_FIELDS`` in order."""
         if self.state is None:

@@ -266,7 +266,7 @@ def test_a_behaviour_planted_by_fine_tuning_the_tiny_lm_is_found(tiny_lm_path, m
     rows = [{"prompt": p, "completion": " " + responses[4 * i + j]} for i, p in enumerate(prompts) for j in range(4)]
     rng = random.Random(0)
     planted = [{**r, "completion": " " + rng.choice(PIRATE)} if i % 2 else r for i, r in enumerate(rows)]
-    settings = TrainingSettings(learning_rate=3e-3, epochs=25, batch_size=8, max_length=256, logging_steps=1000)
+    settings = TrainingSettings(learning_rate=3e-3, num_train_epochs=25, per_device_train_batch_size=8, max_length=256, logging_steps=1000)
     samples = {}
     for name, data in (("a", rows), ("b", planted)):
         sft(tiny_lm_path, data, tmp_path / name, settings=settings)

@@ -4,6 +4,7 @@ the reward-hacking hook, and bad input failing before any rollout. Tiny PPO runs
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import random
 import shutil
@@ -243,6 +244,27 @@ def test_flagged_window_hook_films_the_policy_and_records_the_window(runs, tmp_p
     with pytest.raises(ValueError, match=r"0 <= first <= last, got \(192, 128\)"):
         record_flagged_window(policy, cfg, (192, 128), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_flagged_stretch_of_a_finished_run_is_filmed_on_rerun(runs, tmp_path):
+    """PolicyTraining films every window in final/monitor.json (stage ``flagged``). No CartPole reward games
+    within a test's budget, so the window is written into the real run's monitor.json here; the monitor's own
+    flagging is tested on a real gamed PPO run in tests/test_monitor.py."""
+    run = tmp_path / "vlm" / "seed_0"
+    shutil.copytree(runs["vlm"].parent, tmp_path / "vlm")
+    cfg = load_training_config(run)
+    cfg = dataclasses.replace(cfg, rl=dataclasses.replace(cfg.rl, total_timesteps=256))  # not in run_config.json
+    monitor_file = run / "final" / "monitor.json"
+    monitor = json.loads(monitor_file.read_text())
+    window = {"start_step": 64, "end_step": 192, "n_points": 5, "proxy_slope": 1e-3, "true_slope": -1e-3,
+              "proxy_p": 0.001, "true_p": 0.002}
+    monitor_file.write_text(json.dumps({**monitor, "windows": [window]}))
+    PolicyTraining(cfg).run()  # training and the final video are done: only the flagged stretch is new
+    out = run / "flagged" / "window_64-192"
+    assert read_mp4(out / "window.mp4")[0].shape[0] == EPISODE_STEPS
+    record = json.loads((out / "window.json").read_text())
+    assert record["window"] == [64, 192] and record["details"] == window and record["policy_step"] == 256
+    assert len(read_csv(out / "window.csv")) == EPISODE_STEPS
 
 
 def test_bad_input_is_named_before_any_rollout(runs, tmp_path):

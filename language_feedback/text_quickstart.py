@@ -398,6 +398,8 @@ class TextQuickstart(Experiment):
         stats = {method: method_statistics(r) for method, r in rows.items()}
         targets = self.targets(stats)
         table = format_table(cfg, stats, targets, time.time() - self.started, self.fresh)
+        if cfg.ilf.drift is not None and cfg.ilf.drift.task_prompts and "ilf_embedding" in cfg.methods:
+            self.run_dir.stage("drift", lambda out: self.test_set_drift(rows, out))
         drift = self.drift_lines()
         if drift:
             table += "\n\n" + "\n".join(drift)
@@ -414,26 +416,40 @@ class TextQuickstart(Experiment):
         print("\n" + table)
         return json.loads((out / "summary.json").read_text())
 
+    def test_set_drift(self, rows: dict[str, list[dict]], out: Path) -> None:
+        """Base model against ILF (embedding selector) on every test post, all seeds pooled: the very summaries
+        scored in the table, so any copying or meta-comments the scorer counts are there to be clustered (the
+        in-loop reports sample ``task_prompts`` posts per seed, too few to make small shifts significant)."""
+        from rlhf.behaviour import drift_report
+
+        d = self.config.ilf.drift
+        report = drift_report({m: [r["summary"] for r in rows[m]] for m in ("base", "ilf_embedding")}, alpha=d.alpha,
+                              judge_model=d.judge_model or None, label_model=d.label_model or None,
+                              intended_change=d.intended_change or None)
+        report.write(out)
+
     def drift_lines(self, shown: int = 4) -> list[str]:
-        """What the drift reports of the ilf_embedding runs found (base → round 1), seed by seed."""
+        """What the drift reports of ILF (embedding selector) found: on all test posts, then each seed's round."""
         from rlhf.behaviour import DriftReport
 
-        lines = []
+        reports = [("all test posts, seeds pooled", self.run_dir.path / "drift" / "report.json")]
         for seed in self.config.seeds:
-            for kind in ("task", "probes"):
+            for kind, what in (("task", "test posts"), ("probes", "out-of-task probes")):
                 path = self.run_dir.path / f"seed{seed}" / "ilf_embedding" / "round1" / "drift" / kind / "report.json"
-                if not path.is_file():
-                    continue
-                report = DriftReport.from_json(path.read_text())
-                shifts = sorted((s for s in report.significant() if s.before == "base"), key=lambda s: -abs(s.shift))
-                lines.append(f"  seed {seed}, {'test posts' if kind == 'task' else 'out-of-task probes'}: "
-                             f"{len(shifts)} significant cluster shift(s) from the base model ({path.parent})")
-                for shift in shifts[:shown]:
-                    c = report.clusters[shift.cluster]
-                    verdict = f", judged {shift.verdict} (p={shift.p_intended:.2f})" if shift.verdict else ""
-                    lines.append(f"    {shift.share_before:5.0%} -> {shift.share_after:4.0%}  {c.name()!r}: "
-                                 f"\"{c.examples.get(shift.after, [''])[0][:70]}\"{verdict}")
-        return ["Drift of ILF (embedding selector), base model -> round 1:", *lines] if lines else []
+                reports.append((f"seed {seed}, {what} sampled in the loop", path))
+        lines = []
+        for title, path in reports:
+            if not path.is_file():
+                continue
+            report = DriftReport.from_json(path.read_text())
+            shifts = sorted((s for s in report.significant() if s.before == "base"), key=lambda s: -abs(s.shift))
+            lines.append(f"  {title}: {len(shifts)} significant cluster shift(s) from the base model ({path.parent})")
+            for shift in shifts[:shown]:
+                c = report.clusters[shift.cluster]
+                verdict = f", judged {shift.verdict} (p={shift.p_intended:.2f})" if shift.verdict else ""
+                lines.append(f"    {shift.share_before:5.0%} -> {shift.share_after:4.0%}  {c.name()!r}: "
+                             f"\"{c.examples.get(shift.after, [''])[0][:70]}\"{verdict}")
+        return ["Drift of ILF (embedding selector) from the base model:", *lines] if lines else []
 
     def targets(self, stats: dict[str, dict[str, Estimate]]) -> list[Target]:
         t = self.config.targets

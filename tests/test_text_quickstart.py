@@ -20,7 +20,7 @@ recipe = load_recipe("quickstart_text.py")
 def tiny_args(model: str, out) -> list[str]:
     return [
         "--output_dir", str(out), "--seeds", "[0, 1]", "--feedback_samples", "3", "--workers", "0",
-        "--torch_threads", "1", "--world.n_posts", "12", "--world.test_posts", "4", "--best_of", "2",
+        "--torch_threads", "1", "--world.n_posts", "30", "--world.test_posts", "20", "--best_of", "2",
         "--ilf.model", model, "--ilf.num_refinements", "2", "--ilf.max_new_tokens", "8", "--ilf.temperature", "1.0",
         "--ilf.generation_batch_size", "4", "--ilf.selector", "random", "--ilf.require_improvement", "false",
         "--ilf.sft", ("{learning_rate: 1.0e-3, num_train_epochs: 1, per_device_train_batch_size: 4, max_length: 256, "
@@ -30,7 +30,7 @@ def tiny_args(model: str, out) -> list[str]:
         "--sdpo", ("{learning_rate: 1.0e-4, max_steps: 2, per_device_train_batch_size: 2, num_generations: 2, "
                    "max_completion_length: 8, logging_steps: 1}"),
         "--methods", "[" + ", ".join(METHODS) + "]",
-        "--ilf.drift", "{task_prompts: 0, probes: 10, max_new_tokens: 8}",
+        "--ilf.drift", "{task_prompts: 10, probes: 10, max_new_tokens: 8}",
     ]
 
 
@@ -38,7 +38,7 @@ def test_quickstart_end_to_end_tiny_and_resume(tiny_lm_path, tmp_path, monkeypat
     out = tmp_path / "qs"
     summary = recipe.main(tiny_args(tiny_lm_path, out))
     assert set(summary["methods"]) == {"base", *METHODS}
-    assert summary["n_test"] == 4  # 2 test posts per seed, both seeds
+    assert summary["n_test"] == 20  # 10 test posts per seed, both seeds
     for method, stats in summary["methods"].items():
         assert set(stats) == set(text_quickstart.METRICS), method
         for metric, e in stats.items():
@@ -53,6 +53,11 @@ def test_quickstart_end_to_end_tiny_and_resume(tiny_lm_path, tmp_path, monkeypat
     drift = json.loads((out / "seed0" / "ilf_embedding" / "round1" / "drift" / "probes" / "report.json").read_text())
     assert drift["groups"] == ["base", "round_1"] and drift["sizes"] == {"base": 10, "round_1": 10}
     assert not (out / "seed0" / "ilf_ground_truth" / "round1" / "drift").exists()
+    # ... and on the test summaries scored in the table, all seeds pooled, printed under the table.
+    pooled = json.loads((out / "drift" / "report.json").read_text())
+    assert pooled["groups"] == ["base", "ilf_embedding"] and pooled["sizes"] == {"base": 20, "ilf_embedding": 20}
+    significant = sum(shift["significant"] for shift in pooled["comparisons"][0]["shifts"])
+    assert f"all test posts, seeds pooled: {significant} significant" in table
 
     # The shared stages are the same files, not recomputed: ILF with the ground-truth selector reuses the
     # embedding run's refinements, and the other runs its initial summaries.

@@ -423,7 +423,8 @@ class TextQuickstart(Experiment):
         from rlhf.behaviour import drift_report
 
         d = self.config.ilf.drift
-        report = drift_report({m: [r["summary"] for r in rows[m]] for m in ("base", "ilf_embedding")}, alpha=d.alpha,
+        report = drift_report({m: [r["summary"] for r in rows[m]] for m in ("base", "ilf_embedding")},
+                              openings=True, alpha=d.alpha,
                               judge_model=d.judge_model or None, label_model=d.label_model or None,
                               intended_change=d.intended_change or None)
         report.write(out)

@@ -35,6 +35,11 @@ How a report is made:
    √(n/2) ≈ 28 missed a phrase shown by 3.5% of outputs (and k = 20 made one false discovery). HDBSCAN,
    tried on whole texts, left most of them unclustered as noise (554 of 792) and found neither the topic
    nor the phrase planted at 5%.
+   With ``openings=True`` (the loops' reports), each sentence opening (its first 3 or 2 words) used by at
+   least 10% of some group's texts is a cluster too: an embedding mostly reflects what a sentence says, so a
+   frame put around statements on every topic ("The post highlights a situation where ...") spreads over the
+   topic clusters. In a text quickstart run, "The post is ..." grew from 3% to 70% of one seed's 70 test
+   summaries, and the sentence clusters alone showed no significant shift.
 3. Per comparison (before → after) and cluster: the count and share of each side's texts in it, and a
    two-sided two-proportion z-test of the shares; Benjamini–Hochberg q-values over the clusters of the
    comparison control the false discovery rate at ``alpha`` (a cluster is significant when q < alpha).
@@ -73,6 +78,8 @@ MIN_TEXTS_PER_GROUP = 10
 MAX_AUTO_CLUSTERS = 60
 EXAMPLE_CHARS = 300  # examples are cut to this length in prompts and in the Markdown report
 DETAILED_CLUSTERS = 10  # the Markdown report shows examples of the significant clusters and this many more
+OPENING_WORDS = (3, 2)  # with openings=True: sentences grouped by their first 3 words, and by their first 2
+MIN_OPENING_SHARE = 0.1  # an opening is tested when at least this share of some group's texts use it
 
 
 class DriftStop(RuntimeError):
@@ -95,6 +102,7 @@ class Cluster:
     examples: dict[str, list[str]]  # per group: its distinct units nearest the cluster centre
     example_texts: dict[str, list[str]]  # the texts those units come from
     label: str | None = None
+    kind: str = "embedding"  # "embedding": a k-means cluster; "opening": the sentences that open with a phrase
 
     def name(self) -> str:
         """A short readable name: the label if there is one, else the first keywords."""
@@ -163,11 +171,16 @@ class DriftReport:
         s = self.settings
         lines = ["# Behaviour drift report", ""]
         unit = s["unit"]
-        lines.append("Texts: " + ", ".join(f"{g} {self.sizes[g]}" for g in self.groups) + ". "
-                     f"Embedder: {s['embedder']}; clustering: k-means on the {unit}s of all texts, k = "
-                     f"{len(self.clusters)}{' (auto)' if s['n_clusters'] is None else ''}; a cluster's share of a "
-                     f"group is the fraction of the group's texts {'in it' if unit == 'text' else 'with a sentence in it'}"
-                     f"; test: two-proportion z-test per cluster, Benjamini-Hochberg q < {s['alpha']} per comparison.")
+        clustering = (f"k-means on the {unit}s of all texts, k = {sum(c.kind == 'embedding' for c in self.clusters)}"
+                      f"{' (auto)' if s['n_clusters'] is None else ''}")
+        if s.get("openings"):
+            clustering += (f", plus {sum(c.kind == 'opening' for c in self.clusters)} sentence openings (the first "
+                           f"{' or '.join(map(str, OPENING_WORDS))} words of a sentence) each used by at least "
+                           f"{MIN_OPENING_SHARE:.0%} of a group's texts")
+        lines.append("Texts: " + ", ".join(f"{g} {self.sizes[g]}" for g in self.groups) + f". Embedder: "
+                     f"{s['embedder']}; clustering: {clustering}; a cluster's share of a group is the fraction of the "
+                     f"group's texts {'in it' if unit == 'text' else 'with a sentence in it'}; test: two-proportion "
+                     f"z-test per cluster, Benjamini-Hochberg q < {s['alpha']} per comparison.")
         if s.get("judge_model"):
             lines.append(f"Judge: {s['judge_model']}, told the intended change: \"{s['intended_change']}\".")
         if s.get("label_model"):
@@ -467,6 +480,34 @@ def _cluster(embeddings: np.ndarray, n_clusters: int, seed: int) -> tuple[np.nda
     return km.labels_, km.cluster_centers_
 
 
+def sentence_openings(units: Sequence[str], text_of_unit: np.ndarray, group_of_text: np.ndarray,
+                      min_share: float = MIN_OPENING_SHARE) -> list[tuple[str, np.ndarray]]:
+    """Sentence openings worth testing: ``(phrase, units that open with it)`` for the first words of sentences
+    (:data:`OPENING_WORDS`, lower case) used by at least ``min_share`` of some group's texts.
+
+    An embedding mostly reflects what a sentence says; how it is framed ("The post highlights a situation where
+    ...", "Sure! Here is ...") spreads over clusters by topic, as a sentence added to texts on every topic does
+    over whole-text clusters. A 2-word opening with the same texts as a 3-word one it starts is left out.
+    """
+    words = [re.findall(r"[a-z0-9']+", u.lower()) for u in units]
+    n_texts = np.bincount(group_of_text)
+    found: list[tuple[str, np.ndarray, frozenset]] = []
+    for n in OPENING_WORDS:
+        by_phrase: dict[str, list[int]] = {}
+        for i, w in enumerate(words):
+            if len(w) >= n:
+                by_phrase.setdefault(" ".join(w[:n]), []).append(i)
+        for phrase, members in sorted(by_phrase.items()):
+            texts = frozenset(text_of_unit[members].tolist())
+            per_group = np.bincount(group_of_text[sorted(texts)], minlength=len(n_texts))
+            if (per_group / n_texts).max() < min_share:
+                continue
+            if any(longer.startswith(phrase + " ") and same == texts for longer, _, same in found):
+                continue
+            found.append((phrase, np.array(members), texts))
+    return [(phrase, members) for phrase, members, _ in found]
+
+
 def drift_report(
     texts_by_round: Mapping[str, Sequence[str]],
     *,
@@ -480,6 +521,7 @@ def drift_report(
     label_model: Any = None,
     judge_model: Any = None,
     intended_change: str | None = None,
+    openings: bool = False,
     seed: int = 0,
     batch_size: int = 64,
 ) -> DriftReport:
@@ -494,7 +536,10 @@ def drift_report(
     of the number of units); ``alpha`` the false discovery rate. ``label_model`` and ``judge_model`` are causal
     LM names/paths or ``(model, tokenizer)`` pairs; the judge needs ``intended_change``, a sentence saying what
     the fine-tuning was meant to change. ``n_examples`` units per group and cluster (those nearest its centre),
-    with the texts they come from, go into the report, the label prompt and the judge prompt.
+    with the texts they come from, go into the report, the label prompt and the judge prompt. ``openings``
+    adds a cluster per common sentence opening (:func:`sentence_openings`; ``unit="sentence"`` only): drift in
+    how sentences are framed, which sentence embeddings spread over topics. Off by default, as in
+    ``benchmarks/drift.py``'s figures; the loops' reports turn it on (:meth:`DriftSettings.reports`).
     """
     groups = _check_groups(texts_by_round)
     names = list(groups)
@@ -505,6 +550,8 @@ def drift_report(
             raise ValueError(f"comparisons: {pair!r} is not a pair of two different groups of {names}")
     if unit not in ("sentence", "text"):
         raise ValueError(f"unit: expected 'sentence' or 'text', got {unit!r}")
+    if openings and unit != "sentence":
+        raise ValueError("openings: sentence openings need unit='sentence'")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha: expected a false discovery rate between 0 and 1, got {alpha}")
     if n_clusters is not None and n_clusters < 2:
@@ -553,17 +600,37 @@ def drift_report(
                                 shares={name: counts[name] / len(groups[name]) for name in names},
                                 keywords=keywords.get(c, []), examples=examples, example_texts=example_texts))
 
+    if openings:
+        for phrase, members in sentence_openings(units, text_of_unit, group_of_text):
+            column = np.zeros((len(texts), 1), dtype=bool)
+            column[text_of_unit[members], 0] = True
+            member = np.hstack([member, column])
+            counts = {name: int(column[group_of_text == g, 0].sum()) for g, name in enumerate(names)}
+            examples, example_texts = {}, {}
+            for g, name in enumerate(names):
+                chosen = {}  # the first distinct sentences of the group with this opening, and their texts
+                for i in members[group_of_unit[members] == g]:
+                    if len(chosen) == n_examples:
+                        break
+                    chosen.setdefault(units[i], int(text_of_unit[i]))
+                examples[name], example_texts[name] = list(chosen), [texts[i] for i in chosen.values()]
+            clusters.append(Cluster(id=len(clusters), size=len(members), counts=counts,
+                                    shares={name: counts[name] / len(groups[name]) for name in names},
+                                    keywords=phrase.split(), examples=examples, example_texts=example_texts,
+                                    label=f'sentences opening "{phrase} ..."', kind="opening"))
+
     results = [_compare(clusters, before, after, {n: len(groups[n]) for n in names}, alpha)
                for before, after in comparisons]
     if labeler is not None:
-        for cluster, label in zip(clusters, write_labels(clusters, labeler[0], labeler[1])):
+        embedded = [c for c in clusters if c.kind == "embedding"]  # an opening's label is its phrase
+        for cluster, label in zip(embedded, write_labels(embedded, labeler[0], labeler[1])):
             cluster.label = label or None
     if judge_model is not None:
         judge_shifts([s for c in results for s in c.significant()], clusters, intended_change, judge[0], judge[1])
 
     settings = {"unit": unit, "embedder": embedder_name, "n_clusters": n_clusters, "alpha": alpha, "seed": seed,
                 "label_model": labeler[2] if labeler else None, "judge_model": judge[2] if judge_model else None,
-                "intended_change": intended_change}
+                "intended_change": intended_change, "openings": openings}
     offsets = np.cumsum([0] + [len(groups[n]) for n in names])
     assignments = {n: [np.flatnonzero(row).tolist() for row in member[offsets[g]:offsets[g + 1]]]
                    for g, n in enumerate(names)}
@@ -649,7 +716,8 @@ class DriftSettings:
     :meth:`reports` compares round r with round r-1 and with the base model, separately for the task answers
     (``task/``) and the probe answers (``probes/``), and :meth:`check` stops the run when a significant,
     grown cluster that the judge calls unintended holds more than ``stop_if_unintended_share`` of the
-    latest round's texts (:func:`check_drift`).
+    latest round's texts (:func:`check_drift`). Reports on sentences test sentence openings too
+    (``drift_report(openings=True)``).
     """
 
     task_prompts: int = 32
@@ -698,9 +766,10 @@ class DriftSettings:
         for kind in ("task", "probes"):
             if not getattr(self, "task_prompts" if kind == "task" else "probes"):
                 continue
+            kind_unit = unit if kind == "task" else "sentence"
             report = drift_report(
                 {snapshot: texts[kind] for snapshot, texts in samples.items()},
-                unit=unit if kind == "task" else "sentence", alpha=self.alpha,
+                unit=kind_unit, openings=kind_unit == "sentence", alpha=self.alpha,
                 judge_model=self.judge_model or None, label_model=self.label_model or None,
                 intended_change=self.intended_change or None)
             report.write(Path(out) / kind)

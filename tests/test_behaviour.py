@@ -279,3 +279,38 @@ def test_a_behaviour_planted_by_fine_tuning_the_tiny_lm_is_found(tiny_lm_path, m
     report = behaviour_diff(samples["a"], samples["b"], embedder=minilm)
     grown = [s for s in report.significant() if s.shift > 0]
     assert any({"matey", "arr", "ye"} & set(report.clusters[s.cluster].keywords[:5]) for s in grown), report.to_markdown()
+
+
+def test_a_frame_put_around_sentences_on_every_topic_is_found_by_its_opening(minilm):
+    """'The post highlights a situation where ...' around a different statement each time: the embedding sees
+    the statement, the opening cluster sees the frame."""
+    before = normal_texts(80, seed=5)
+    after = [f"The post highlights a situation where {t[0].lower()}{t[1:]}" if i % 2 else t
+             for i, t in enumerate(normal_texts(80, seed=6))]
+    report = behaviour_diff(before, after, embedder=minilm, openings=True)
+    openings = {c.keywords and " ".join(c.keywords): c for c in report.clusters if c.kind == "opening"}
+    frame = openings["the post highlights"]
+    assert frame.counts == {"before": 0, "after": 40} and frame.label == 'sentences opening "the post highlights ..."'
+    assert "the post" not in openings  # the same texts as its 3-word extension: left out
+    shift = next(s for s in report.significant() if s.cluster == frame.id)
+    assert shift.shift == pytest.approx(0.5) and frame.examples["after"][0].startswith("The post highlights")
+    md = report.to_markdown()
+    assert "sentence openings (the first 3 or 2 words of a sentence)" in md and "### Cluster" in md
+    assert DriftReport.from_json(report.to_json()) == report
+    # Off by default: only k-means clusters, whose shares of a one-sentence-text group add up to 1.
+    plain = behaviour_diff(before, after, embedder=minilm)
+    assert {c.kind for c in plain.clusters} == {"embedding"}
+    with pytest.raises(ValueError, match="openings: sentence openings need unit='sentence'"):
+        behaviour_diff(before, after, embedder=minilm, openings=True, unit="text")
+
+
+def test_sentence_openings_keep_the_common_and_the_most_specific():
+    from rlhf.behaviour import sentence_openings
+
+    units = ["The post is long.", "The post is short.", "The post says no.", "A dog barked.", "A dog ran.", "Cats nap."]
+    text_of_unit, group_of_text = np.arange(6), np.array([0, 0, 0, 1, 1, 1])
+    found = {phrase: members.tolist() for phrase, members in sentence_openings(units, text_of_unit, group_of_text,
+                                                                              min_share=0.5)}
+    # "the post is" (2 of 3 texts) and "the post" (3 of 3: more texts, so kept); "a dog barked" is in 1 of 3;
+    # "a dog" has the texts of no 3-word opening that is kept.
+    assert found == {"the post is": [0, 1], "the post": [0, 1, 2], "a dog": [3, 4]}

@@ -1,8 +1,8 @@
 """The text quickstart: does language feedback teach a small model what a reader wants? Measured against a ground truth.
 
-The feedback world (:mod:`language_feedback.feedback_world`) writes posts whose ideal summary states how much
-the main thing cost and how it ended, an oracle that says so in words, and a scorer that knows a good
-summary. Per seed, on ``feedback_samples`` training posts (the same posts and the same number of feedback
+The feedback world (:mod:`language_feedback.feedback_world`) writes posts whose ideal summary states the
+required facts (``world.required_facts``: how much the main thing cost, how it ended; the quickstart's config asks
+for the amount), an oracle that says so in words, and a scorer that knows a good summary. Per seed, on ``feedback_samples`` training posts (the same posts and the same number of feedback
 samples for every method), the model's own greedy summaries get the oracle's feedback, and:
 
 - ``ilf_embedding``: ILF (:class:`~language_feedback.summarization_ilf.SummarizationILF`): refinements with the

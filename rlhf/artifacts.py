@@ -118,9 +118,11 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 @dataclass
 class Progress:
-    """Where a run is, for the Ctrl-C message: the stage running, and for RL the step reached and the last saved."""
+    """Where a run is, for the Ctrl-C message: the stage running (or the last one finished, between stages), and
+    for RL the step reached and the last saved."""
 
     stage: str = ""
+    finished: str = ""
     step: int | None = None
     resume_step: int | None = None
 
@@ -131,6 +133,9 @@ class Progress:
         if self.stage:
             return (f"interrupted in stage '{self.stage}'; rerun the same command to resume from that stage "
                     "(finished stages are kept)")
+        if self.finished:
+            return (f"interrupted after stage '{self.finished}' finished; rerun the same command to resume from "
+                    "the next stage (finished stages are kept)")
         return "interrupted before any stage started; rerun the same command to start again"
 
 
@@ -268,4 +273,5 @@ class RunDir:
                 out.mkdir()
                 build(out)
         self.wait()
+        progress.stage, progress.finished = "", stage
         return final

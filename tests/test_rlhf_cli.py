@@ -28,8 +28,12 @@ SCRIPT = textwrap.dedent(
         config = load_config(Config, argv)
         run = RunDir(config.output_dir, {"steps": config.steps})
         run.stage("first", lambda out: None)
-        print("ready", flush=True)
-        run.stage("second", lambda out: time.sleep(60))
+
+        def second(out):
+            print("ready", flush=True)  # from inside the stage: the interrupt lands in it, however slow the start
+            time.sleep(60)
+
+        run.stage("second", second)
 
     run_recipe(main)
     """
@@ -72,6 +76,17 @@ def test_ctrl_c_says_where_to_resume_and_a_changed_config_is_refused_with_its_ke
     assert "Traceback" not in err
     again = run(tmp_path, "--output_dir", out, "--steps", "3")
     assert again.returncode == 2 and "steps: 2 → 3" in again.stderr
+
+
+def test_an_interrupt_between_stages_names_the_last_finished_stage(tmp_path):
+    from rlhf.artifacts import Progress, RunDir, progress
+
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.stage("first", lambda out: None)
+    assert progress.stage == "" and progress.finished == "first"
+    assert "interrupted after stage 'first' finished" in progress.message()
+    assert "in stage 'x'" in Progress(stage="x", finished="first").message()
+    assert "before any stage started" in Progress().message()
 
 
 def test_root_logger_noise_is_quiet_and_own_loggers_speak(tmp_path):

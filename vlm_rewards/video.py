@@ -214,6 +214,8 @@ def load_training_config(run_dir: str | Path) -> TrainPolicyConfig:
 
     The file holds the training config without ``seeds`` and ``output_dir``, plus the run's ``seed``
     (:func:`vlm_rewards.robotics.make_trainers`); the result has ``seeds=[seed]`` and ``output_dir`` the parent.
+    ``rl.total_timesteps`` is not recorded (raising it extends a run), so it is the default: set it before
+    resuming training through this config, or the run trains on to the default.
     A missing file is a ``FileNotFoundError``; a file that is not such a config is a :class:`ConfigError`
     naming it.
     """

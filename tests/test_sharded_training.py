@@ -228,7 +228,8 @@ def test_fsdp_config_without_gpus_is_refused_before_any_work(tmp_path):
     assert proc.returncode != 0
     message = ("error: config key 'distributed_type': the accelerate config asks for FSDP but there are no GPU "
                "processes to shard over (no GPU on this machine)")
-    assert proc.stderr.count(message) == 2  # one line from each process, without a traceback (torchrun adds its own)
+    # From each process that got that far: torchrun stops the other one as soon as the first exits.
+    assert proc.stderr.count(message) >= 1  # without a traceback (torchrun adds its own)
     assert "[rank0]: Traceback" not in proc.stderr and "[rank1]: Traceback" not in proc.stderr
     assert not (tmp_path / "rm").exists()
 

@@ -4,7 +4,6 @@ the reward-hacking hook, and bad input failing before any rollout. Tiny PPO runs
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import random
 import shutil
@@ -253,7 +252,7 @@ def test_a_flagged_stretch_of_a_finished_run_is_filmed_on_rerun(runs, tmp_path):
     run = tmp_path / "vlm" / "seed_0"
     shutil.copytree(runs["vlm"].parent, tmp_path / "vlm")
     cfg = load_training_config(run)
-    cfg = dataclasses.replace(cfg, rl=dataclasses.replace(cfg.rl, total_timesteps=256))  # not in run_config.json
+    assert cfg.rl.total_timesteps == 256  # where the run finished, not the default (it is not in run_config.json)
     monitor_file = run / "final" / "monitor.json"
     monitor = json.loads(monitor_file.read_text())
     window = {"start_step": 64, "end_step": 192, "n_points": 5, "proxy_slope": 1e-3, "true_slope": -1e-3,

@@ -214,8 +214,8 @@ def load_training_config(run_dir: str | Path) -> TrainPolicyConfig:
 
     The file holds the training config without ``seeds`` and ``output_dir``, plus the run's ``seed``
     (:func:`vlm_rewards.robotics.make_trainers`); the result has ``seeds=[seed]`` and ``output_dir`` the parent.
-    ``rl.total_timesteps`` is not recorded (raising it extends a run), so it is the default: set it before
-    resuming training through this config, or the run trains on to the default.
+    ``rl.total_timesteps`` is not in the file (raising it extends a run): for a finished run it is the steps
+    the run finished at (``final/eval.json``), so rerunning the config trains no further; otherwise the default.
     A missing file is a ``FileNotFoundError``; a file that is not such a config is a :class:`ConfigError`
     naming it.
     """
@@ -231,6 +231,9 @@ def load_training_config(run_dir: str | Path) -> TrainPolicyConfig:
     if not isinstance(values, dict) or "seed" not in values:
         raise PolicyVideoError(f"{saved}: not the config of one training seed (no 'seed' key)")
     seed = values.pop("seed")
+    final_eval = run_dir / "final" / "eval.json"
+    if final_eval.is_file() and isinstance(values.get("rl"), dict):
+        values["rl"] = {**values["rl"], "total_timesteps": json.loads(final_eval.read_text())["num_timesteps"]}
     return config_from_dict(TrainPolicyConfig, {**values, "seeds": [seed], "output_dir": str(run_dir.parent)},
                             source=str(saved))
 

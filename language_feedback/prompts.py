@@ -32,16 +32,18 @@ REFINE_WITHOUT_FEEDBACK_TEMPLATE = (
 # SmolLM2-135M-Instruct rambled on for several sentences (81% of its summaries in the feedback world); asked
 # this way, 15% had more than one sentence (48 test posts).
 SUMMARIZE_INSTRUCTION = "Summarize this post in one sentence.\n\nTitle: {title}\n\nPost: {post}"
-# The refinement request: a 135M chat model asked this way wrote refinements that state what the feedback asks for about
-# 1.5 times as often as with the completion-style template above (measured in the feedback world, 16 posts x 4).
+# The refinement request, stated before and again after the material, with the form of the reply. Measured in the
+# feedback world with SmolLM2-135M-Instruct (96 posts x 4 refinements, 2026-12-07), against the request stated only
+# after the material and without the reply's form: refinements that state the cost 0.15 -> 0.26, meta-comments
+# 0.40 -> 0.19 (a "Title: ..." line echoing the prompt's layout was 29% of them), posts whose best refinement is a
+# good summary 0.07 -> 0.17; more of them have two sentences (0.38 -> 0.53). The chat format itself had already
+# made refinements state what the feedback asks for 1.5 times as often as the completion-style template above.
+REFINE_WITH_FEEDBACK_REQUEST = "Rewrite the summary so that it follows the feedback. Reply with the new one-sentence summary only."
+REFINE_WITHOUT_FEEDBACK_REQUEST = "Rewrite the summary to make it better. Reply with the new one-sentence summary only."
 REFINE_WITH_FEEDBACK_INSTRUCTION = (
-    "Here is a post, a summary of it, and feedback on the summary.\n\nTitle: {title}\n\nPost: {post}\n\n"
-    "Summary: {summary}\n\nFeedback: {feedback}\n\nRewrite the summary so that it follows the feedback."
+    "{request}\n\nTitle: {title}\n\nPost: {post}\n\nSummary: {summary}\n\nFeedback: {feedback}\n\n{request}"
 )
-REFINE_WITHOUT_FEEDBACK_INSTRUCTION = (
-    "Here is a post and a summary of it.\n\nTitle: {title}\n\nPost: {post}\n\nSummary: {summary}\n\n"
-    "Rewrite the summary to make it better."
-)
+REFINE_WITHOUT_FEEDBACK_INSTRUCTION = "{request}\n\nTitle: {title}\n\nPost: {post}\n\nSummary: {summary}\n\n{request}"
 
 # InstructRM (selectors.InstructRMSelector): the judge sees the input, the original output, the feedback
 # and a candidate refinement, then one yes/no question; several phrasings are averaged.
@@ -92,8 +94,11 @@ def refine_prompt(title: str, post: str, summary: str, feedback: str | None, tok
     if feedback is not None:
         fields["feedback"] = feedback.strip()
     if is_chat(tokenizer):
-        instruction = REFINE_WITHOUT_FEEDBACK_INSTRUCTION if feedback is None else REFINE_WITH_FEEDBACK_INSTRUCTION
-        return _user_turn(tokenizer, instruction.format(**fields))
+        if feedback is None:
+            instruction = REFINE_WITHOUT_FEEDBACK_INSTRUCTION.format(request=REFINE_WITHOUT_FEEDBACK_REQUEST, **fields)
+        else:
+            instruction = REFINE_WITH_FEEDBACK_INSTRUCTION.format(request=REFINE_WITH_FEEDBACK_REQUEST, **fields)
+        return _user_turn(tokenizer, instruction)
     return (REFINE_WITHOUT_FEEDBACK_TEMPLATE if feedback is None else REFINE_WITH_FEEDBACK_TEMPLATE).format(**fields)
 
 

@@ -52,6 +52,7 @@ from language_feedback.selectors import SelectionItem, Selector
 from language_feedback.summarization_data import validate_row
 from language_feedback.summarization_ilf import SummarizationILF, SummarizationILFSettings, generate_replies
 from rlhf.artifacts import RunDir, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from rlhf.behaviour import Cluster, DriftReport, Shift, drift_report
 from rlhf.config import ConfigError, run_identity, runtime_field
 from rlhf.experiment import Experiment, worker_pool
 from rlhf.metrics import Estimate, mean_ci, rate
@@ -420,7 +421,6 @@ class TextQuickstart(Experiment):
         """Base model against ILF (embedding selector) on every test post, all seeds pooled: the very summaries
         scored in the table, so any copying or meta-comments the scorer counts are there to be clustered (the
         in-loop reports sample ``task_prompts`` posts per seed, too few to make small shifts significant)."""
-        from rlhf.behaviour import drift_report
 
         d = self.config.ilf.drift
         report = drift_report({m: [r["summary"] for r in rows[m]] for m in ("base", "ilf_embedding")},
@@ -431,7 +431,6 @@ class TextQuickstart(Experiment):
 
     def drift_lines(self, shown: int = 4) -> list[str]:
         """What the drift reports of ILF (embedding selector) found: on all test posts, then each seed's round."""
-        from rlhf.behaviour import DriftReport
 
         reports = [("all test posts, seeds pooled", self.run_dir.path / "drift" / "report.json")]
         for seed in self.config.seeds:
@@ -445,11 +444,7 @@ class TextQuickstart(Experiment):
             report = DriftReport.from_json(path.read_text())
             shifts = sorted((s for s in report.significant() if s.before == "base"), key=lambda s: -abs(s.shift))
             lines.append(f"  {title}: {len(shifts)} significant cluster shift(s) from the base model ({path.parent})")
-            for shift in shifts[:shown]:
-                c = report.clusters[shift.cluster]
-                verdict = f", judged {shift.verdict} (p={shift.p_intended:.2f})" if shift.verdict else ""
-                lines.append(f"    {shift.share_before:5.0%} -> {shift.share_after:4.0%}  {c.name()!r}: "
-                             f"\"{c.examples.get(shift.after, [''])[0][:70]}\"{verdict}")
+            lines += [shift_line(shift, report.clusters[shift.cluster]) for shift in shifts[:shown]]
         return ["Drift of ILF (embedding selector) from the base model:", *lines] if lines else []
 
     def targets(self, stats: dict[str, dict[str, Estimate]]) -> list[Target]:
@@ -476,6 +471,15 @@ class TextQuickstart(Experiment):
             out.append(Target("wall time of this invocation (minutes)", (time.time() - self.started) / 60, "<=",
                               t.minutes))
         return out
+
+
+def shift_line(shift: Shift, cluster: Cluster) -> str:
+    """One printed line for a cluster shift: the shares, the cluster's name, and an example from the side where the
+    cluster is larger (a cluster that vanished has no example after)."""
+    side = shift.after if shift.shift > 0 else shift.before
+    example = (cluster.examples.get(side) or [""])[0]
+    verdict = f", judged {shift.verdict} (p={shift.p_intended:.2f})" if shift.verdict else ""
+    return f"    {shift.share_before:5.0%} -> {shift.share_after:4.0%}  {cluster.name()!r}: \"{example[:70]}\"{verdict}"
 
 
 def method_statistics(rows: Sequence[dict]) -> dict[str, Estimate]:

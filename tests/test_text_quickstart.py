@@ -157,3 +157,15 @@ def test_sample_efficiency_sweep_tiny(tiny_lm_path, tmp_path):
     assert (tmp_path / "se" / "sample_efficiency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ConfigError, match="'sample_counts' .*need distinct counts"):
         sweep.main([*args, "--sample_counts", "[2, 2]"])
+
+
+def test_a_drift_line_shows_an_example_from_the_side_where_the_cluster_is_larger():
+    from rlhf.behaviour import Cluster, Shift
+
+    cluster = Cluster(id=0, size=9, counts={"base": 9, "ilf_embedding": 0}, shares={"base": 0.3, "ilf_embedding": 0.0},
+                      keywords=["thanks"], examples={"base": ["Thanks for reading."], "ilf_embedding": []},
+                      example_texts={"base": ["Thanks for reading."], "ilf_embedding": []})
+    vanished = Shift("base", "ilf_embedding", 0, 9, 0, 0.3, 0.0, -0.3, -4.0, 1e-4, 1e-3, True)
+    assert text_quickstart.shift_line(vanished, cluster) == "      30% ->   0%  'thanks': \"Thanks for reading.\""
+    grew = Shift("ilf_embedding", "base", 0, 0, 9, 0.0, 0.3, 0.3, 4.0, 1e-4, 1e-3, True, "unintended", 0.2)
+    assert text_quickstart.shift_line(grew, cluster).endswith("\"Thanks for reading.\", judged unintended (p=0.20)")

@@ -10,6 +10,7 @@ stop strings and output.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -43,7 +44,8 @@ def generate(
     accelerator=None,
     stop_strings: Sequence[str] | None = None,
     progress: bool = True,
-) -> list[list[str]]:
+    return_finished: bool = False,
+) -> list[list[str]] | list[list[tuple[str, bool]]]:
     """Sample ``num_return_sequences`` completions for each prompt.
 
     Returns one list of completions per prompt, in input order; each completion is the generated
@@ -54,7 +56,9 @@ def generate(
     returned on every process; the model must already sit on ``accelerator.device``. ``model`` is a
     transformers causal LM or a :class:`VLLMModel` (see :func:`load_generation_model`): both continue the
     same prompt token ids (:func:`encode_prompts`) and their token ids are decoded the same way
-    (:func:`decode_completion`).
+    (:func:`decode_completion`). With ``return_finished`` each completion is a pair ``(text, finished)``:
+    ``finished`` is False when the completion was cut off at ``max_new_tokens`` before it ended (no end of
+    sequence, no stop string), as TRL's ``mask_truncated_completions`` tells them apart.
     """
     prompts = list(prompts)
     if not all(isinstance(p, str) for p in prompts):
@@ -81,7 +85,7 @@ def generate(
         local = _generate_local(
             model, tokenizer, list(shard), num_return_sequences=num_return_sequences,
             max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, batch_size=batch_size,
-            seed=seed, stop_strings=stop_strings, progress=progress and rank == 0,
+            seed=seed, stop_strings=stop_strings, progress=progress and rank == 0, return_finished=return_finished,
         )
     if not sharded:
         return local
@@ -106,11 +110,27 @@ def decode_completion(tokenizer, token_ids: Sequence[int], stop_strings: Sequenc
     return truncate_at_stop(tokenizer.decode(list(token_ids), skip_special_tokens=True), stop_strings)
 
 
+def is_finished(token_ids: Sequence[int], text: str, *, max_new_tokens: int, end_ids: set[int],
+                stop_strings: Sequence[str] | None) -> bool:
+    """Whether a completion ended by itself: shorter than ``max_new_tokens`` (a batch stops when every
+    sequence has ended), or holding an end-of-sequence token or a stop string (``text`` is the raw decoding)."""
+    return (len(token_ids) < max_new_tokens or any(t in end_ids for t in token_ids)
+            or any(s in text for s in stop_strings or ()))
+
+
+def end_token_ids(model, tokenizer) -> set[int]:
+    """The token ids that end a completion: the tokenizer's and the generation config's end of sequence."""
+    config = getattr(model, "generation_config", None)
+    ids = getattr(config, "eos_token_id", None)
+    ids = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
+    return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+
+
 def _generate_local(
     model, tokenizer, prompts: list[str], *, num_return_sequences: int, max_new_tokens: int,
     temperature: float, top_p: float, batch_size: int, seed: int | None, stop_strings: Sequence[str] | None,
-    progress: bool,
-) -> list[list[str]]:
+    progress: bool, return_finished: bool = False,
+) -> list[list[str]] | list[list[tuple[str, bool]]]:
     if not prompts:
         return []
     sampling = temperature > 0
@@ -129,7 +149,16 @@ def _generate_local(
             # Longest first: similar lengths share a batch (less padding) and an out-of-memory shows up at once.
             order=sorted(range(len(prompts)), key=lambda i: -len(prompts[i])))
     repeat = num_return_sequences // per_call
-    return [[decode_completion(tokenizer, ids, stop_strings) for ids in outs] * repeat for outs in completion_ids]
+    if not return_finished:
+        return [[decode_completion(tokenizer, ids, stop_strings) for ids in outs] * repeat for outs in completion_ids]
+    end_ids = end_token_ids(model, tokenizer)
+
+    def with_finished(ids: list[int]) -> tuple[str, bool]:
+        raw = tokenizer.decode(list(ids), skip_special_tokens=False)
+        return decode_completion(tokenizer, ids, stop_strings), is_finished(
+            ids, raw, max_new_tokens=max_new_tokens, end_ids=end_ids, stop_strings=stop_strings)
+
+    return [[with_finished(ids) for ids in outs] * repeat for outs in completion_ids]
 
 
 def _transformers_generate_ids(
@@ -164,13 +193,36 @@ def _transformers_generate_ids(
             for row, i in enumerate(batch):
                 input_ids[row, width - len(prompt_ids[i]):] = torch.tensor(prompt_ids[i], dtype=torch.long)
                 attention_mask[row, width - len(prompt_ids[i]):] = 1
-            out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), **gen_kwargs)
+            input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+            if n > 1 and width > 1:
+                # Sampling n completions of a prompt: its tokens go through the model once, not n times.
+                cache = shared_prompt_cache(model, input_ids, attention_mask, n)
+                input_ids, attention_mask = input_ids.repeat_interleave(n, 0), attention_mask.repeat_interleave(n, 0)
+                out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **cache,
+                                     **{**gen_kwargs, "num_return_sequences": 1})
+            else:
+                out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **gen_kwargs)
             new_tokens = out[:, width:].tolist()
             for j, i in enumerate(batch):
                 results[i] = new_tokens[j * n : (j + 1) * n]
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]
+
+
+def shared_prompt_cache(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, n: int) -> dict:
+    """``generate``'s cache argument holding the left-padded prompts' keys and values, each repeated ``n`` times.
+
+    Every prompt token but the last goes through the model once (``generate`` feeds the last one and samples
+    from its logits); position ids are those ``generate`` gives left-padded rows (count of real tokens before).
+    """
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1], position_ids=position_ids[:, :-1],
+                use_cache=True, logits_to_keep=1)
+    cache = out.cache if hasattr(out, "cache") else out.past_key_values  # renamed in transformers 5
+    cache.batch_repeat_interleave(n)
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: cache}
 
 
 class VLLMModel:

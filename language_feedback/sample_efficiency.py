@@ -126,7 +126,7 @@ class SummarizationSampleEfficiency(Experiment):
     def summarize(self, model_path: str, n: int = 1) -> list[list[str]]:
         """Greedy summaries of the test posts (n = 1) or ``n`` sampled ones per post."""
         cfg = self.config
-        model, tokenizer = load_causal_lm(model_path)
+        model, tokenizer = load_causal_lm(model_path, dtype=cfg.ilf.dtype)
         outs = generate_replies(model, tokenizer, self.test_prompts, cfg.ilf, n=n,
                                 temperature=0.0 if n == 1 else cfg.temperature, seed=cfg.data_seed)
         return [[o or "(empty)" for o in outs_i] for outs_i in outs]

@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 # A summary is one paragraph; a blank line means the model moved on to something else.
 STOP_STRINGS = ("\n\n",)
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -66,10 +67,17 @@ class SummarizationILFSettings:
     #: about (the analogue of ILF for code keeping only refinements that pass the tests): a weak model's
     #: failed refinements are then not imitated. Not with the human selector, whose only candidate is given.
     require_improvement: bool = False
+    #: A refinement cut off at ``max_new_tokens`` before its end is no candidate: imitating it would teach the
+    #: model to stop mid-sentence (TRL's ``mask_truncated_completions``, for imitation). Old runs' refinements
+    #: without the record count as finished.
+    skip_truncated: bool = False
     max_new_tokens: int = 64
     temperature: float = 0.7
     top_p: float = 0.95
     generation_batch_size: int = runtime_field(8)
+    #: The weights' dtype for sampling ("auto": as stored; "bfloat16" samples about 1.8x faster on a CPU with
+    #: AVX512-BF16); fine-tuning keeps fp32 weights (``sft.bf16`` sets its mixed precision).
+    dtype: str = "auto"
     selector_batch_size: int = runtime_field(8)
     # vLLM samples the summaries and refinements instead of transformers (same prompts, stop strings and output
     # format; its own random draws); needs `pip install 'lf-rewards[vllm]'` and a GPU.
@@ -96,6 +104,8 @@ class SummarizationILFSettings:
             raise ConfigError(f"refinements are sampled: must be > 0, got {self.temperature}", key="temperature")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"must be in (0, 1], got {self.top_p}", key="top_p")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"one of {', '.join(DTYPES)}, got {self.dtype!r}", key="dtype")
         check_vllm(self.use_vllm)
 
 
@@ -181,19 +191,27 @@ def chat_reply(text: str) -> str:
 
 def generate_replies(model: Any, tokenizer: Any, prompts: Sequence[str], settings: SummarizationILFSettings, *,
                      n: int, temperature: float, seed: int, accelerator: Any = None,
-                     max_new_tokens: int | None = None) -> list[list[str]]:
+                     max_new_tokens: int | None = None, return_finished: bool = False):
     """``n`` completions per prompt with the settings' sampling. A chat model's reply ends at the end of its
-    turn, not at the first blank line, and loses the line some chat models open with ("Here is the
-    rewritten summary:")."""
+    turn or at the first blank line, and loses the line some chat models open with ("Here is the
+    rewritten summary:"). With ``return_finished``, each reply is a pair ``(text, finished)``: False when it
+    was cut off at ``max_new_tokens`` before its end."""
     from language_feedback.generation import generate
 
     chat = is_chat(tokenizer)
     outputs = generate(
         model, tokenizer, prompts, num_return_sequences=n, max_new_tokens=max_new_tokens or settings.max_new_tokens,
         temperature=temperature, top_p=settings.top_p, batch_size=settings.generation_batch_size, seed=seed,
-        accelerator=accelerator, stop_strings=None if chat else list(STOP_STRINGS),
+        accelerator=accelerator, stop_strings=None if chat else list(STOP_STRINGS), return_finished=True,
     )
-    return [[chat_reply(o) if chat else o.strip() for o in outs] for outs in outputs]
+
+    def reply(text: str, finished: bool) -> tuple[str, bool]:
+        if not chat:
+            return text.strip(), finished
+        return chat_reply(text), finished or "\n\n" in text.strip()  # the answer ended at a blank line
+
+    replies = [[reply(*o) for o in outs] for outs in outputs]
+    return replies if return_finished else [[text for text, _ in outs] for outs in replies]
 
 
 def sample_from_row(row: dict) -> SummaryFeedbackSample:
@@ -310,14 +328,14 @@ class SummarizationILF:
             from rlhf.models import load_causal_lm
 
             device = str(self.state.device) if self.state is not None else None
-            self._policy = (path, load_causal_lm(path, device=device))
+            self._policy = (path, load_causal_lm(path, device=device, dtype=self.settings.dtype))
         return self._policy[1]
 
     def _generate(self, model_path: str, prompts: list[str], n: int, temperature: float, seed: int,
-                  max_new_tokens: int | None = None) -> list[list[str]]:
+                  max_new_tokens: int | None = None, return_finished: bool = False):
         model, tokenizer = self._vllm_model(model_path) if self.settings.use_vllm else self._model(model_path)
         return generate_replies(model, tokenizer, prompts, self.settings, n=n, temperature=temperature, seed=seed,
-                                accelerator=self.state, max_new_tokens=max_new_tokens)
+                                accelerator=self.state, max_new_tokens=max_new_tokens, return_finished=return_finished)
 
     def _vllm_model(self, path: str):
         """A vLLM engine for the model at ``path`` (``use_vllm``), one at a time."""
@@ -366,22 +384,26 @@ class SummarizationILF:
         prompts = [refine_prompt(s.title, s.post, s.generated_summary_for_feedback,
                                  s.feedback if cfg.use_feedback else None, self.tokenizer) for s in batch]
         outs = self._generate(self.model_path(r), prompts, cfg.num_refinements, cfg.temperature,
-                              cfg.seed + 1000 * r + 1)
+                              cfg.seed + 1000 * r + 1, return_finished=True)
         write_jsonl_atomic(out / "refinements.jsonl", [
-            {"id": s.id, "prompt": p, "refinements": o} for s, p, o in zip(batch, prompts, outs)])
+            {"id": s.id, "prompt": p, "refinements": [text for text, _ in o], "finished": [f for _, f in o]}
+            for s, p, o in zip(batch, prompts, outs)])
 
     def selection(self, r: int, out: Path) -> None:
         batch = self.batch(r)
-        candidates = [row["refinements"] for row in read_jsonl(self.run_dir.stage_path(f"round{r}/refinements")
-                                                               / "refinements.jsonl")]
+        generated = read_jsonl(self.run_dir.stage_path(f"round{r}/refinements") / "refinements.jsonl")
+        finished = [row.get("finished", [True] * len(row["refinements"])) for row in generated]
+        candidates = [[text for text, done in zip(row["refinements"], done_flags) if done or not self.settings.skip_truncated]
+                      for row, done_flags in zip(generated, finished)]
         chooser = self.selector_override or self._build_selector(r)
         items = selection_items(batch, candidates, chooser, self.tokenizer)
         kept = [i for i, item in enumerate(items) if item is not None]
         if len(kept) < len(items):
-            logger.warning("round %d: %d of %d samples have no non-empty refinement; skipped",
-                           r, len(items) - len(kept), len(items))
+            logger.warning("round %d: %d of %d samples have no non-empty%s refinement; skipped",
+                           r, len(items) - len(kept), len(items), ", finished" if self.settings.skip_truncated else "")
         if not kept:
-            raise RuntimeError(f"round {r}: every refinement is empty; raise max_new_tokens or check the model")
+            raise RuntimeError(f"round {r}: every refinement is empty" + (" or cut off at max_new_tokens"
+                               if self.settings.skip_truncated else "") + "; raise max_new_tokens or check the model")
         compare_initial = self.settings.require_improvement and not chooser.uses_human_refinement
         if compare_initial:  # the initial summary is scored as one more candidate, last
             scored = [dataclasses.replace(items[i], candidates=(*items[i].candidates, items[i].initial)) for i in kept]

@@ -31,6 +31,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -51,7 +52,7 @@ from language_feedback.prompts import summarize_prompt, summary_completion
 from language_feedback.selectors import SelectionItem, Selector
 from language_feedback.summarization_data import validate_row
 from language_feedback.summarization_ilf import SummarizationILF, SummarizationILFSettings, generate_replies
-from rlhf.artifacts import RunDir, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from rlhf.artifacts import RunDir, read_jsonl, stage_times, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from rlhf.behaviour import Cluster, DriftReport, Shift, drift_report
 from rlhf.config import ConfigError, run_identity, runtime_field
 from rlhf.experiment import Experiment, worker_pool
@@ -160,7 +161,7 @@ def summarize_posts(model_path: str, posts: Sequence[Post], settings: Summarizat
     """Greedy summaries (``n`` = 1) or ``n`` sampled ones per post, as the ILF runs generate them."""
     from rlhf.models import load_causal_lm
 
-    model, tokenizer = load_causal_lm(model_path)
+    model, tokenizer = load_causal_lm(model_path, dtype=settings.dtype)
     return generate_replies(model, tokenizer, [summarize_prompt(p.title, p.text, tokenizer) for p in posts], settings,
                             n=n, temperature=0.0 if n == 1 else settings.temperature, seed=seed)
 
@@ -229,7 +230,12 @@ class SeedRun:
             settings = dataclasses.replace(settings, drift=None)
         run = SummarizationILF(settings, self.samples(samples), self.run_dir.stage_path(method), selector=selector,
                                held_out=held_out)
-        if method != "ilf_embedding":
+        if method == "ilf_embedding":  # its initial summaries are the base model's, already written: no need to
+            run.run_dir.stage("data", run.data)  # generate them again
+            run.run_dir.stage("round1/initial", lambda out: write_jsonl_atomic(out / "initial.jsonl", [
+                {"id": s.id, "prompt": summarize_prompt(s.title, s.post, self.tokenizer),
+                 "summary": s.generated_summary_for_feedback} for s in run.batch(1)]))
+        else:
             source = self.ilf("ilf_embedding").run_dir
             shared = {"ilf_ground_truth": ("data", "round1/initial", "round1/refinements"),
                       "no_feedback": ("data", "round1/initial"), "shuffled_feedback": ("round1/initial",)}[method]
@@ -399,6 +405,8 @@ class TextQuickstart(Experiment):
         stats = {method: method_statistics(r) for method, r in rows.items()}
         targets = self.targets(stats)
         table = format_table(cfg, stats, targets, time.time() - self.started, self.fresh)
+        seconds = stage_profile(self.run_dir.path)
+        table += "\n\n" + "\n".join(profile_lines(seconds, cfg.workers))
         if cfg.ilf.drift is not None and cfg.ilf.drift.task_prompts and "ilf_embedding" in cfg.methods:
             self.run_dir.stage("drift", lambda out: self.test_set_drift(rows, out))
         drift = self.drift_lines()
@@ -409,7 +417,7 @@ class TextQuickstart(Experiment):
             "config": run_identity(cfg), "n_test": len(rows["base"]),
             "methods": {m: {k: dataclasses.asdict(v) for k, v in s.items()} for m, s in stats.items()},
             "targets": [target.to_json() for target in targets], "fresh_run": self.fresh,
-            "wall_seconds": time.time() - self.started,
+            "wall_seconds": time.time() - self.started, "stage_seconds": seconds,
         })
         write_text_atomic(out / "results.csv", results_csv(stats))
         write_text_atomic(out / "table.txt", table + "\n")
@@ -480,6 +488,27 @@ def shift_line(shift: Shift, cluster: Cluster) -> str:
     example = (cluster.examples.get(side) or [""])[0]
     verdict = f", judged {shift.verdict} (p={shift.p_intended:.2f})" if shift.verdict else ""
     return f"    {shift.share_before:5.0%} -> {shift.share_after:4.0%}  {cluster.name()!r}: \"{example[:70]}\"{verdict}"
+
+
+def stage_profile(root: Path) -> dict[str, float]:
+    """Process seconds per stage under ``root``, the seeds summed (``seed1/eval/base`` counts as ``eval/base``),
+    each stage without the stages nested in it, slowest first."""
+    seconds: dict[str, float] = {}
+    for stage, s in stage_times(root).items():
+        key = re.sub(r"^seed\d+/", "", stage)
+        seconds[key] = seconds.get(key, 0.0) + s
+    return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
+
+
+def profile_lines(seconds: dict[str, float], workers: int, shown: int = 10) -> list[str]:
+    total = sum(seconds.values()) or 1e-9  # (a division guard: no stage has run)
+    head = (f"Time per stage (process seconds, seeds summed, {workers or 1} worker process(es) on {os.cpu_count()} "
+            f"CPUs; {total:.0f} s in all, including earlier invocations):")
+    lines = [head] + [f"  {s:7.0f} s  {s / total:4.0%}  {stage}" for stage, s in list(seconds.items())[:shown]]
+    if len(seconds) > shown:
+        rest = sum(list(seconds.values())[shown:])
+        lines.append(f"  {rest:7.0f} s  {rest / total:4.0%}  {len(seconds) - shown} other stages")
+    return lines
 
 
 def method_statistics(rows: Sequence[dict]) -> dict[str, Estimate]:

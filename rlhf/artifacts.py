@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -141,6 +142,9 @@ class Progress:
 
 progress = Progress()
 
+STAGE_TIMES = "stage_times.jsonl"
+_stage_clock: list[float] = []  # per stage running in this process, innermost last: seconds of stages nested in it
+
 
 class DataFormatError(ValueError):
     """A row of a data file is malformed; the message names the file, the line and the field."""
@@ -248,6 +252,9 @@ class RunDir:
     def stage(self, stage: str, build: Callable[[Path], Any]) -> Path:
         """Run ``build(out_dir)`` unless ``stage`` is finished; return the stage directory.
 
+        The seconds it took, less those of stages run inside it (any run directory), are appended to
+        ``stage_times.jsonl`` (:func:`stage_times`).
+
         ``build`` writes its files into ``out_dir``. On the main process ``out_dir`` is a temporary
         directory renamed into place only after ``build`` returns, so an interrupted stage is simply
         rerun; temporary directories a killed attempt of this stage left are removed first. The other
@@ -264,9 +271,19 @@ class RunDir:
             for path in final.parent.glob(f".{final.name}.*.tmp"):
                 if leftover.fullmatch(path.name):
                     shutil.rmtree(path, ignore_errors=True)
-            with atomic_path(final) as tmp:
-                tmp.mkdir()
-                build(tmp)
+            started = time.perf_counter()
+            _stage_clock.append(0.0)
+            try:
+                with atomic_path(final) as tmp:
+                    tmp.mkdir()
+                    build(tmp)
+            finally:
+                nested = _stage_clock.pop()
+            seconds = time.perf_counter() - started
+            if _stage_clock:
+                _stage_clock[-1] += seconds
+            with open(self.path / STAGE_TIMES, "a") as log:  # one short line per stage: a profile, not an artifact
+                log.write(json.dumps({"stage": stage, "seconds": round(seconds - nested, 3)}) + "\n")
         else:
             with tempfile.TemporaryDirectory() as scratch:
                 out = Path(scratch) / final.name
@@ -275,3 +292,19 @@ class RunDir:
         self.wait()
         progress.stage, progress.finished = "", stage
         return final
+
+
+def stage_times(root: str | os.PathLike) -> dict[str, float]:
+    """Seconds per stage of every run directory under ``root``, keyed by the stage's path relative to ``root``
+    (``seed0/ilf_embedding/round1/refinements``), summed over reruns; each excludes the stages nested in it."""
+    root = Path(root)
+    times: dict[str, float] = {}
+    for log in sorted(root.rglob(STAGE_TIMES)):
+        for line in log.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a killed run
+            key = (log.parent / row["stage"]).relative_to(root).as_posix()
+            times[key] = times.get(key, 0.0) + row["seconds"]
+    return times

@@ -16,6 +16,7 @@ from language_feedback.generation import (
     decode_completion,
     encode_prompts,
     generate,
+    is_finished,
     truncate_at_stop,
 )
 
@@ -62,6 +63,52 @@ def test_num_return_sequences_grouped_per_prompt_and_seeded(tiny):
                       batch_size=2, progress=False)
     single = generate(model, tokenizer, PROMPTS, temperature=0, max_new_tokens=8, batch_size=2, progress=False)
     assert greedy == [[s[0], s[0]] for s in single]
+
+
+def test_samples_of_a_prompt_share_one_pass_over_it_and_are_the_samples_transformers_draws(tiny):
+    """n samples per prompt: the prompts go through the model once (their cache repeated n times), and with the
+    same seed the samples are those of transformers' own num_return_sequences expansion."""
+    model, tokenizer = tiny
+    widths = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: widths.append(tuple(kwargs["input_ids"].shape)),
+                                           with_kwargs=True)
+    try:
+        shared = generate(model, tokenizer, PROMPTS, num_return_sequences=3, temperature=1.0, max_new_tokens=8,
+                          batch_size=len(PROMPTS), seed=5, progress=False)
+    finally:
+        hook.remove()
+    longest = max(len(ids) for ids in encode_prompts(tokenizer, PROMPTS))
+    assert widths[0] == (len(PROMPTS), longest - 1)  # the prompts, once each (their last token goes with step 1)
+    assert all(rows == 3 * len(PROMPTS) and width == 1 for rows, width in widths[1:])
+    for prompt, samples in zip(PROMPTS, shared):
+        alone = generate(model, tokenizer, [prompt], num_return_sequences=3, temperature=1.0, max_new_tokens=8,
+                         seed=11, progress=False)
+        torch.manual_seed(11)
+        ids = torch.tensor(encode_prompts(tokenizer, [prompt]))
+        drawn = model.generate(ids, attention_mask=torch.ones_like(ids), num_return_sequences=3, do_sample=True,
+                               temperature=1.0, top_p=1.0, max_new_tokens=8, pad_token_id=tokenizer.pad_token_id)
+        assert alone == [[decode_completion(tokenizer, row[ids.shape[1]:].tolist(), None) for row in drawn]]
+        assert len(samples) == 3 and len(set(samples)) > 1  # sampled, not one sample repeated
+
+
+def test_a_completion_is_finished_when_it_ends_before_max_new_tokens():
+    assert not is_finished([5, 6, 7], "abc", max_new_tokens=3, end_ids={0}, stop_strings=None)  # cut off
+    assert is_finished([5, 6], "ab", max_new_tokens=3, end_ids={0}, stop_strings=None)  # its batch stopped early
+    assert is_finished([5, 0, 0], "a", max_new_tokens=3, end_ids={0}, stop_strings=None)  # end of sequence
+    assert is_finished([5, 6, 7], "a\n\nb", max_new_tokens=3, end_ids={0}, stop_strings=["\n\n"])
+
+
+def test_finished_completions_are_the_ones_a_stop_string_ended(tiny):
+    model, tokenizer = tiny
+    free = generate(model, tokenizer, PROMPTS, temperature=0, max_new_tokens=16, progress=False,
+                    return_finished=True)
+    assert all(not finished for (_, finished), in free)  # the tiny model runs on to the limit
+    stop = next(text for (text, _), in free if len(text) > 3)[2]
+    stopped = generate(model, tokenizer, PROMPTS, temperature=0, max_new_tokens=16, stop_strings=[stop],
+                       progress=False, return_finished=True)
+    assert [finished for (_, finished), in stopped] == [stop in text for (text, _), in free]
+    assert [[text] for (text, _), in stopped] == generate(model, tokenizer, PROMPTS, temperature=0, max_new_tokens=16,
+                                                          stop_strings=[stop], progress=False)
 
 
 def test_stop_strings_cut_the_completion():

@@ -49,7 +49,7 @@ def test_run_dir_removes_what_a_killed_stage_left(tmp_path):
         (tmp_path / "run" / other).mkdir()
     run.stage("b", lambda d: (d / "b.txt").write_text("B"))
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        ".b.v2.x1y2.tmp", ".bb.x1y2.tmp", "b", "run_config.json"]
+        ".b.v2.x1y2.tmp", ".bb.x1y2.tmp", "b", "run_config.json", "stage_times.jsonl"]
 
 
 def test_run_dir_refuses_another_runs_directory_naming_every_changed_key_in_full(tmp_path):
@@ -73,3 +73,22 @@ def test_json_artifacts_keep_greek_letters_readable(tmp_path):
     assert reason in write_json_atomic(tmp_path / "results.json", {"reason": reason}).read_text(encoding="utf-8")
     assert reason in write_jsonl_atomic(tmp_path / "rows.jsonl", [{"reason": reason}]).read_text(encoding="utf-8")
     assert read_jsonl(tmp_path / "rows.jsonl") == [{"reason": reason}]
+
+
+def test_stage_times_count_each_stage_without_the_stages_nested_in_it(tmp_path):
+    import time
+
+    from rlhf.artifacts import stage_times
+
+    outer, inner = RunDir(tmp_path / "outer"), RunDir(tmp_path / "outer" / "inner")
+
+    def parent(out):
+        time.sleep(0.05)
+        inner.stage("child", lambda d: time.sleep(1.0))
+
+    outer.stage("parent", parent)
+    outer.stage("parent", parent)  # finished: not run, not timed again
+    times = stage_times(tmp_path)
+    assert set(times) == {"outer/parent", "outer/inner/child"}
+    assert times["outer/inner/child"] >= 1.0
+    assert times["outer/parent"] < 1.0  # its own 0.05 s, without the child's second

@@ -94,6 +94,8 @@ def test_no_feedback_ablation_and_bad_inputs(tiny_lm_path, tmp_path):
         dataclasses.replace(cfg, selector="reward_model")
     with pytest.raises(ConfigError, match="config key 'num_refinements': must be >= 1, got 0"):
         dataclasses.replace(cfg, num_refinements=0)
+    with pytest.raises(ConfigError, match="config key 'dtype': one of auto, float32, bfloat16, float16, got 'bf16'"):
+        dataclasses.replace(cfg, dtype="bf16")
     assert not (tmp_path / "too_many").exists()  # nothing was claimed or generated
     run_ilf(dataclasses.replace(cfg, selector="human"), samples, tmp_path / "ablation")
     refinements = read_jsonl(tmp_path / "ablation" / "round1" / "refinements" / "refinements.jsonl")
@@ -130,7 +132,7 @@ def test_resume_after_kill(tiny_lm_path, tmp_path):
     assert selection.is_dir(), f"the run died before selection: {err.decode()[-2000:]}"
     assert not (run / "summary.json").exists(), "the kill came after the run finished; the test proves nothing"
 
-    finished = {p: p.stat().st_mtime_ns for p in run.glob("**/*.jsonl")}
+    finished = {p: p.stat().st_mtime_ns for p in run.glob("*/**/*.jsonl")}  # the stages' files (not the time log)
     assert len(finished) >= 4  # data, initial, refinements, selected (+ comparisons)
     result = run_ilf(tiny_config(tiny_lm_path, rounds=1), load_slf5k(data), run)
     # Finished stages were kept as they were, the rest was built, and the run is complete.
@@ -201,6 +203,28 @@ def test_require_improvement_drops_samples_whose_initial_summary_the_selector_pr
     everything = {s.generated_summary_for_feedback for s in samples}
     with pytest.raises(RuntimeError, match="round 1: no refinement scored above its initial summary"):
         SummarizationILF(settings, samples, tmp_path / "none", selector=InitialWinsFor(everything)).run()
+
+
+def test_skip_truncated_keeps_refinements_cut_off_at_max_new_tokens_out_of_selection(tiny_lm_path, tmp_path):
+    from rlhf.artifacts import write_jsonl_atomic
+
+    samples = load_slf5k(data_file(tmp_path))
+    run = SummarizationILF(tiny_config(tiny_lm_path, rounds=1, skip_truncated=True), samples, tmp_path / "run")
+    for name, build in run.stages()[:3]:  # data, round1/initial, round1/refinements
+        run.run_dir.stage(name, build)
+    path = tmp_path / "run" / "round1" / "refinements" / "refinements.jsonl"
+    rows = read_jsonl(path)
+    # The tiny model writes random tokens up to max_new_tokens (12): its refinements are recorded as cut off.
+    assert [r["finished"] for r in rows] == [[False] * 3] * 2
+    with pytest.raises(RuntimeError, match="every refinement is empty or cut off at max_new_tokens"):
+        run.run()
+    for row in rows:  # one finished refinement per sample
+        row["refinements"][-1], row["finished"] = f"A finished refinement of {row['id']}.", [False, False, True]
+    write_jsonl_atomic(path, rows)
+    run.run()
+    selected = read_jsonl(tmp_path / "run" / "round1" / "selection" / "selected.jsonl")
+    assert [(s["selected"], s["candidates"]) for s in selected] == [
+        (f"A finished refinement of {r['id']}.", [f"A finished refinement of {r['id']}."]) for r in rows]
 
 
 def test_drift_reports_after_every_round_compare_with_the_base_and_the_previous_round(tiny_lm_path, tmp_path):

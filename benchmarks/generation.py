@@ -18,6 +18,13 @@ from a second thread; batch 8 is compute-bound and gains more, so the batched ra
   ``--answer_tokens`` new tokens, stopping at EOS), which is what parsing a yes/no answer from the
   model's reply costs.
 
+- ``shared_prompt_sampling_speedup``: sampling 4 refinements of each of 16 feedback-world refinement prompts
+  (the text quickstart's requests, 40 new tokens, temperature 0.7) with ``generate``, whose prompts go
+  through the model once with their cache repeated 4 times, over ``model.generate`` with
+  ``num_return_sequences=4``, which runs every prompt 4 times (batch 16 prompts on both sides; fp32).
+- ``bf16_sampling_speedup``: the same sampling with ``generate`` and the weights in bfloat16 over fp32
+  (AVX512-BF16 on these machines); the samples differ in their draws, not in what is asked.
+
 Rounds alternate the two sides so that load from other jobs hits both alike; the ratio uses each side's
 median time.
 """
@@ -25,12 +32,14 @@ median time.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 
 import torch
 
-from language_feedback.generation import generate
+from language_feedback.feedback_world import Oracle, flawed_summary, generate_world
+from language_feedback.generation import encode_prompts, generate
 from language_feedback.prompts import refine_prompt
 from language_feedback.selectors import InstructRMSelector, SelectionItem
 from rlhf.models import load_causal_lm
@@ -110,8 +119,41 @@ def main() -> None:
     print(f"instructrm: logits {len(judge_prompts) / tl:.1f} prompts/s, generated answers {len(judge_prompts) / tg:.1f} "
           f"prompts/s (answers averaged {n_answer_tokens / len(answers):.1f} tokens; first: {answers[0][0]!r})")
 
+    # --- refinements sampled 4 per prompt: the prompt once, and bf16 weights ------------------------------
+    rng, oracle = random.Random(0), Oracle(seed=0, max_points=1, required=("amount",))
+    world = generate_world(16, seed=0)
+    summaries = [flawed_summary(post, rng) for post in world]
+    refine = [refine_prompt(p.title, p.text, s, oracle(p, s), tokenizer) for p, s in zip(world, summaries)]
+    sample = {"max_new_tokens": 40, "temperature": 0.7, "top_p": 0.95}
+    bf16_model = load_causal_lm(args.model, dtype=torch.bfloat16)[0].eval()
+    for m in (model, bf16_model):
+        m.generation_config.min_new_tokens = sample["max_new_tokens"]  # equal token counts on every side
+
+    def run_shared(m) -> None:
+        generate(m, tokenizer, refine, num_return_sequences=4, batch_size=16, seed=0, progress=False, **sample)
+
+    def run_expanded() -> None:  # what generate did before: transformers repeats each prompt 4 times, then prefills
+        ids = encode_prompts(tokenizer, refine)
+        width = max(map(len, ids))
+        input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(x)) + x for x in ids])
+        with torch.no_grad():
+            model.generate(input_ids=input_ids, attention_mask=(input_ids != tokenizer.pad_token_id).long(),
+                           num_return_sequences=4, do_sample=True, pad_token_id=tokenizer.pad_token_id, **sample)
+
+    n_prompt_tokens = sum(map(len, encode_prompts(tokenizer, refine)))
+    shared_t, expanded_t, bf16_t = [], [], []
+    for _ in range(args.rounds):
+        shared_t.append(timed(lambda: run_shared(model)))
+        expanded_t.append(timed(run_expanded))
+        bf16_t.append(timed(lambda: run_shared(bf16_model)))
+    th, te, tbf = statistics.median(shared_t), statistics.median(expanded_t), statistics.median(bf16_t)
+    print(f"refinement sampling (16 prompts of {n_prompt_tokens / 16:.0f} tokens on average x 4 samples x 40 tokens): "
+          f"prompt once {th:.1f} s, prompt 4 times {te:.1f} s, prompt once in bf16 {tbf:.1f} s")
+
     print(f"batched_generation_speedup: {ts / tb:.2f} (target >= 3)")
     print(f"instructrm_logits_speedup: {tg / tl:.2f} (target >= 5)")
+    print(f"shared_prompt_sampling_speedup: {te / th:.2f} (target >= 1.5)")
+    print(f"bf16_sampling_speedup: {th / tbf:.2f} (target >= 1.5)")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,18 @@ def test_quickstart_end_to_end_tiny_and_resume(tiny_lm_path, tmp_path, monkeypat
     assert [r["id"] for r in shuffled] == [r["id"] for r in true]
     assert sorted(r["feedback"] for r in shuffled) == sorted(r["feedback"] for r in true)
     assert [r["feedback"] for r in shuffled] != [r["feedback"] for r in true]
+    # ILF's initial summaries are the base model's, taken from the base stage, not generated again.
+    base = {r["id"]: r["summary"] for r in read_jsonl(out / "base" / "summaries.jsonl")}
+    initial = read_jsonl(seed0 / "ilf_embedding" / "round1/initial/initial.jsonl")
+    assert [r["id"] for r in initial] == [r["id"] for r in true]
+    assert all(r["summary"] == base[r["id"]] for r in initial)
+    # The time each stage took, the seeds summed, without the stages nested in it, slowest first.
+    seconds = summary["stage_seconds"]
+    assert {"base", "ilf_embedding/round1/refinements", "ilf_embedding/round1/model", "eval/best_of_n",
+            "reward_model"} <= set(seconds)
+    assert list(seconds.values()) == sorted(seconds.values(), reverse=True) and min(seconds.values()) >= 0
+    slowest = next(iter(seconds))
+    assert "Time per stage (process seconds, seeds summed" in table and f"{seconds[slowest]:7.0f} s" in table
     # The ground-truth selector picked, for each post, a candidate with the best ground-truth value.
     selected = read_jsonl(seed0 / "ilf_ground_truth" / "round1/selection/selected.jsonl")
     assert all(max(r["scores"]) == r["scores"][r["candidates"].index(r["selected"])] for r in selected)

@@ -75,7 +75,7 @@ class SummarizationILFSettings:
     temperature: float = 0.7
     top_p: float = 0.95
     generation_batch_size: int = runtime_field(8)
-    #: The weights' dtype for sampling ("auto": as stored; "bfloat16" samples about 1.8x faster on a CPU with
+    #: The weights' dtype for sampling ("auto": as stored; "bfloat16" sampled 1.5-1.8x faster on a CPU with
     #: AVX512-BF16); fine-tuning keeps fp32 weights (``sft.bf16`` sets its mixed precision).
     dtype: str = "auto"
     selector_batch_size: int = runtime_field(8)

@@ -397,14 +397,18 @@ class TextQuickstart(Experiment):
     def report(self, score_files: dict[int, dict[str, str]]) -> dict:
         """Pool the seeds per method; print the table and the targets; write summary.json, results.csv, a PNG."""
         cfg = self.config
-        test_ids = {p.id for posts in self.splits()[2].values() for p in posts}
-        rows = {"base": [r for r in read_jsonl(self.run_dir.stage_path("base") / "summaries.jsonl")
-                         if r["id"] in test_ids]}
+        tests = self.splits()[2]
+        base = {r["id"]: r for r in read_jsonl(self.run_dir.stage_path("base") / "summaries.jsonl")}
+        by_seed = {"base": {s: [base[p.id] for p in tests[s]] for s in cfg.seeds}}
         for method in cfg.methods:
-            rows[method] = [r for s in cfg.seeds for r in read_jsonl(score_files[s][method])]
+            by_seed[method] = {s: read_jsonl(score_files[s][method]) for s in cfg.seeds}
+        rows = {method: [r for s in cfg.seeds for r in seeds[s]] for method, seeds in by_seed.items()}
         stats = {method: method_statistics(r) for method, r in rows.items()}
+        per_seed = {method: {s: {m: mean_metric(r, m) for m in ("good", "recall")} for s, r in seeds.items()}
+                    for method, seeds in by_seed.items()}
         targets = self.targets(stats)
         table = format_table(cfg, stats, targets, time.time() - self.started, self.fresh)
+        table += "\n\n" + "\n".join(seed_lines(per_seed))
         seconds = stage_profile(self.run_dir.path)
         table += "\n\n" + "\n".join(profile_lines(seconds, cfg.workers))
         if cfg.ilf.drift is not None and cfg.ilf.drift.task_prompts and "ilf_embedding" in cfg.methods:
@@ -417,7 +421,7 @@ class TextQuickstart(Experiment):
             "config": run_identity(cfg), "n_test": len(rows["base"]),
             "methods": {m: {k: dataclasses.asdict(v) for k, v in s.items()} for m, s in stats.items()},
             "targets": [target.to_json() for target in targets], "fresh_run": self.fresh,
-            "wall_seconds": time.time() - self.started, "stage_seconds": seconds,
+            "per_seed": per_seed, "wall_seconds": time.time() - self.started, "stage_seconds": seconds,
         })
         write_text_atomic(out / "results.csv", results_csv(stats))
         write_text_atomic(out / "table.txt", table + "\n")
@@ -488,6 +492,18 @@ def shift_line(shift: Shift, cluster: Cluster) -> str:
     example = (cluster.examples.get(side) or [""])[0]
     verdict = f", judged {shift.verdict} (p={shift.p_intended:.2f})" if shift.verdict else ""
     return f"    {shift.share_before:5.0%} -> {shift.share_after:4.0%}  {cluster.name()!r}: \"{example[:70]}\"{verdict}"
+
+
+def seed_lines(per_seed: dict[str, dict[int, dict[str, float]]]) -> list[str]:
+    """Each method's good-summary rate and recall per seed: how much training runs differ, which the
+    intervals of the table (over test posts, seeds pooled) do not show."""
+    head = ("Per seed (each seed trains its own models on its own posts; the table's intervals count test posts, "
+            "not training runs):")
+    lines = [head, f"{'method':<19}{'good per seed':>22}{'recall per seed':>22}"]
+    for method, seeds in per_seed.items():
+        cells = [" ".join(f"{v[m]:.2f}" for v in seeds.values()) for m in ("good", "recall")]
+        lines.append(f"{method:<19}" + "".join(f"{c:>22}" for c in cells))
+    return lines
 
 
 def stage_profile(root: Path) -> dict[str, float]:

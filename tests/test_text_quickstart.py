@@ -45,6 +45,13 @@ def test_quickstart_end_to_end_tiny_and_resume(tiny_lm_path, tmp_path, monkeypat
             assert e["low"] <= e["value"] <= e["high"], (method, metric)
     table = (out / "table.txt").read_text()
     assert "ilf_ground_truth" in table and "Targets:" in table
+    # Per seed: the same posts as the pooled rates (equal shares), printed under the table.
+    for method, seeds in summary["per_seed"].items():
+        assert sorted(seeds) == ["0", "1"]
+        for metric in ("good", "recall"):
+            pooled = summary["methods"][method][metric]["value"]
+            assert abs(sum(v[metric] for v in seeds.values()) / 2 - pooled) < 1e-9, (method, metric)
+    assert "Per seed (each seed trains its own models" in table
     # A tiny random model learns nothing: no target that needs learning may pass.
     ilf_vs_base = next(t for t in summary["targets"] if t["name"].startswith("ILF good-summary rate above base"))
     assert ilf_vs_base["pass"] is False

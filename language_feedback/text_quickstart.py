@@ -20,7 +20,8 @@ samples for every method), the model's own greedy summaries get the oracle's fee
 - ``base``: the model as it is.
 
 Each method's greedy summaries of the seed's share of the test posts are scored; the report pools the seeds
-(``test_posts`` in all) and gives each rate a 95% Wilson interval. Methods share what is identical between
+(``test_posts`` in all) and gives each rate a 95% Wilson interval; the differences between methods get intervals that
+resample the seeds (training runs) as well as the test posts (:func:`rlhf.metrics.paired_difference_ci`). Methods share what is identical between
 them (the base model's summaries, the ILF run's data and refinements) through ``RunDir.import_stage``.
 Every stage is resumable; seeds train in parallel worker processes.
 """
@@ -56,13 +57,17 @@ from rlhf.artifacts import RunDir, read_jsonl, stage_times, write_json_atomic, w
 from rlhf.behaviour import Cluster, DriftReport, Shift, drift_report
 from rlhf.config import ConfigError, run_identity, runtime_field
 from rlhf.experiment import Experiment, worker_pool
-from rlhf.metrics import Estimate, mean_ci, rate
+from rlhf.metrics import Estimate, mean_ci, paired_difference_ci, rate
 from rlhf.models import resolve_model_path
 from rlhf.targets import Target
 from rlhf.training import GRPOSettings, TrainingSettings
 
 METHODS = ("ilf_embedding", "ilf_ground_truth", "no_feedback", "shuffled_feedback", "sft_initial", "best_of_n", "sdpo")
 METRICS = ("good", "recall", "hallucination", "copying", "format_violation", "n_words")
+# The comparisons the targets make (A, B), and the metrics their seed-aware differences are given for.
+COMPARISONS = (("ilf_embedding", "base"), ("ilf_embedding", "no_feedback"), ("ilf_embedding", "sft_initial"),
+               ("shuffled_feedback", "no_feedback"))
+DIFFERENCE_METRICS = ("good", "recall", "hallucination")
 RATE_METRICS = ("good", "hallucination", "copying", "format_violation")
 
 
@@ -407,7 +412,9 @@ class TextQuickstart(Experiment):
         per_seed = {method: {s: {m: mean_metric(r, m) for m in ("good", "recall")} for s, r in seeds.items()}
                     for method, seeds in by_seed.items()}
         targets = self.targets(stats)
+        differences = method_differences(by_seed)
         table = format_table(cfg, stats, targets, time.time() - self.started, self.fresh)
+        table += "\n\n" + "\n".join(difference_lines(differences))
         table += "\n\n" + "\n".join(seed_lines(per_seed))
         seconds = stage_profile(self.run_dir.path)
         table += "\n\n" + "\n".join(profile_lines(seconds, cfg.workers))
@@ -421,6 +428,8 @@ class TextQuickstart(Experiment):
             "config": run_identity(cfg), "n_test": len(rows["base"]),
             "methods": {m: {k: dataclasses.asdict(v) for k, v in s.items()} for m, s in stats.items()},
             "targets": [target.to_json() for target in targets], "fresh_run": self.fresh,
+            "differences": {f"{a} - {b}": {m: dataclasses.asdict(e) for m, e in d.items()}
+                            for (a, b), d in differences.items()},
             "per_seed": per_seed, "wall_seconds": time.time() - self.started, "stage_seconds": seconds,
         })
         write_text_atomic(out / "results.csv", results_csv(stats))
@@ -492,6 +501,38 @@ def shift_line(shift: Shift, cluster: Cluster) -> str:
     example = (cluster.examples.get(side) or [""])[0]
     verdict = f", judged {shift.verdict} (p={shift.p_intended:.2f})" if shift.verdict else ""
     return f"    {shift.share_before:5.0%} -> {shift.share_after:4.0%}  {cluster.name()!r}: \"{example[:70]}\"{verdict}"
+
+
+def method_differences(by_seed: dict[str, dict[int, list[dict]]]) -> dict[tuple[str, str], dict[str, Estimate]]:
+    """A − B for each of :data:`COMPARISONS` whose methods ran, per metric: seeds and test posts resampled, each
+    post's two summaries kept together (:func:`rlhf.metrics.paired_difference_ci`)."""
+    out = {}
+    for a, b in COMPARISONS:
+        if a not in by_seed or b not in by_seed:
+            continue
+        runs = []
+        for seed, rows_a in by_seed[a].items():
+            rows_b = {r["id"]: r for r in by_seed[b][seed]}
+            runs.append([(r, rows_b[r["id"]]) for r in rows_a])
+        out[(a, b)] = {m: paired_difference_ci([[_metric(x, m) for x, _ in run] for run in runs],
+                                               [[_metric(y, m) for _, y in run] for run in runs])
+                       for m in DIFFERENCE_METRICS}
+    return out
+
+
+def _metric(row: dict, metric: str) -> float:
+    return float(bool(row["unsupported"])) if metric == "hallucination" else float(row[metric])
+
+
+def difference_lines(differences: dict[tuple[str, str], dict[str, Estimate]]) -> list[str]:
+    """The differences between methods, each with its seed-aware 95% interval."""
+    head = ("Differences between methods (A − B; 95% intervals resampling the seeds, then each seed's test posts, "
+            "a post's two summaries paired):")
+    lines = [head, f"{'A − B':<36}" + "".join(f"{m:>22}" for m in DIFFERENCE_METRICS)]
+    for (a, b), d in differences.items():
+        cells = [f"{e.value:+.2f} [{e.low:+.2f}, {e.high:+.2f}]" for e in d.values()]
+        lines.append(f"{a + ' − ' + b:<36}" + "".join(f"{c:>22}" for c in cells))
+    return lines
 
 
 def seed_lines(per_seed: dict[str, dict[int, dict[str, float]]]) -> list[str]:
@@ -672,4 +713,4 @@ class TextSampleEfficiency(TextQuickstart):
 
 def mean_metric(rows: Sequence[dict], metric: str) -> float:
     """The mean of a per-summary metric (``recall``, or ``good`` as 0/1) over scored rows."""
-    return float(sum(float(r[metric]) for r in rows) / len(rows))
+    return float(sum(_metric(r, metric) for r in rows) / len(rows))

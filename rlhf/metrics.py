@@ -2,7 +2,9 @@
 
 Per-item binary outcomes (a win, a fact present) get Wilson score intervals (:func:`proportion_ci`): a
 percentile bootstrap of 0 wins out of 8 is [0, 0], which claims a certainty 8 items cannot give. The
-bootstrap stays for statistics of a few runs, such as the IQM over seeds.
+bootstrap stays for statistics of a few runs, such as the IQM over seeds. Comparing two training methods on
+items that each run scores separately (:func:`paired_difference_ci`) resamples the runs as well as the items: the
+spread between runs is part of what a comparison of methods must beat.
 """
 
 from __future__ import annotations
@@ -109,6 +111,41 @@ def mean_ci(values: Sequence[float], n_boot: int = 2000, confidence: float = 0.9
         raise ValueError("mean_ci: values must be a non-empty 1-D sequence")
     low, high = _bootstrap(x, np.mean, n_boot, confidence, seed)
     return Estimate(float(x.mean()), low, high)
+
+
+def paired_difference_ci(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], n_boot: int = 2000,
+                         confidence: float = 0.95, seed: int = 0) -> Estimate:
+    """The mean of A − B over items paired within runs (``a[r][i]`` and ``b[r][i]``: the same item of run ``r``,
+    e.g. one test post summarized by two methods trained with seed ``r``), with a two-stage percentile bootstrap:
+    runs drawn with replacement, then items within each drawn run, pairs kept together.
+
+    An interval over the pooled items alone treats every item as independent and misses how much training runs
+    differ; this one includes both (it errs wide, the usual price of resampling at both levels). The value is
+    the pooled mean difference, so it equals the difference of the two pooled rates.
+    """
+    if len(a) != len(b) or len(a) == 0:
+        raise ValueError(f"paired_difference_ci: need the same, non-zero number of runs, got {len(a)} and {len(b)}")
+    diffs = []
+    for r, (run_a, run_b) in enumerate(zip(a, b)):
+        x, y = np.asarray(run_a, float), np.asarray(run_b, float)
+        if x.shape != y.shape or x.ndim != 1 or x.size == 0:
+            raise ValueError(f"paired_difference_ci: run {r} has {x.shape} and {y.shape} items; "
+                             "need the same non-empty 1-D items in both")
+        diffs.append(x - y)
+    value = float(np.concatenate(diffs).mean())
+    rng = np.random.default_rng(seed)
+    runs = rng.integers(len(diffs), size=(n_boot, len(diffs)))
+    totals, counts = np.zeros(n_boot), np.zeros(n_boot)
+    for r, d in enumerate(diffs):
+        # Every (draw, slot) that picked run r resamples r's items; its sums go to its draw.
+        draws = np.nonzero(runs == r)[0]
+        picks = d[rng.integers(d.size, size=(draws.size, d.size))]
+        np.add.at(totals, draws, picks.sum(axis=1))
+        np.add.at(counts, draws, d.size)
+    means = totals / counts
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return Estimate(value, float(min(low, value)), float(max(high, value)))
 
 
 def iqm(x: Sequence[float] | np.ndarray, axis: int = -1) -> np.ndarray | float:

@@ -11,6 +11,7 @@ from rlhf.metrics import (
     iqm_bootstrap_ci,
     mean_pass_at_k,
     outcomes_from_scores,
+    paired_difference_ci,
     pass_at_k,
     pearson_distance,
     win_rate,
@@ -77,6 +78,32 @@ def test_win_rate_interval_shrinks_with_more_data():
     small = win_rate(rng.integers(0, 2, 20).astype(float))
     large = win_rate(rng.integers(0, 2, 2000).astype(float))
     assert (large.high - large.low) < (small.high - small.low) / 4
+
+
+def test_paired_difference_is_the_pooled_difference_and_counts_the_runs_spread():
+    rng = np.random.default_rng(0)
+    b = [rng.integers(0, 2, 70).astype(float) for _ in range(3)]
+    # The same item-level noise in both cases; the runs agree (a = b + 0.2 everywhere) or disagree (+0.5, 0, -0.1).
+    agree = [x + 0.2 for x in b]
+    disagree = [x + shift for x, shift in zip(b, (0.5, 0.2, -0.1))]
+    e_agree = paired_difference_ci(agree, b)
+    e_disagree = paired_difference_ci(disagree, b)
+    assert e_agree.value == pytest.approx(0.2) and e_disagree.value == pytest.approx(0.2)
+    assert e_agree.low == pytest.approx(0.2) and e_agree.high == pytest.approx(0.2)  # constant differences
+    assert e_disagree.low < 0.0 and e_disagree.high > 0.4  # three runs that differ this much prove nothing
+    # An interval over the 210 pooled items as if independent (normal approximation) is far narrower.
+    pooled = np.concatenate(disagree) - np.concatenate(b)
+    assert e_disagree.high - e_disagree.low > 2 * (2 * 1.96 * pooled.std() / np.sqrt(pooled.size))
+    # Unequal runs weigh by items: the value is the difference of the pooled means.
+    a2, b2 = [np.ones(10), np.zeros(30)], [np.zeros(10), np.zeros(30)]
+    assert paired_difference_ci(a2, b2).value == pytest.approx(10 / 40)
+
+
+def test_paired_difference_rejects_unpaired_runs():
+    with pytest.raises(ValueError, match="number of runs"):
+        paired_difference_ci([[1.0]], [])
+    with pytest.raises(ValueError, match="run 1"):
+        paired_difference_ci([[1.0], [1.0, 0.0]], [[0.0], [1.0]])
 
 
 def test_iqm():

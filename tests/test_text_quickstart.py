@@ -52,6 +52,14 @@ def test_quickstart_end_to_end_tiny_and_resume(tiny_lm_path, tmp_path, monkeypat
             pooled = summary["methods"][method][metric]["value"]
             assert abs(sum(v[metric] for v in seeds.values()) / 2 - pooled) < 1e-9, (method, metric)
     assert "Per seed (each seed trains its own models" in table
+    # The differences between methods are the differences of the pooled rates, with the seed-aware intervals.
+    assert set(summary["differences"]) == {f"{a} - {b}" for a, b in text_quickstart.COMPARISONS}
+    for name, diffs in summary["differences"].items():
+        a, b = name.split(" - ")
+        for metric, e in diffs.items():
+            pooled = summary["methods"][a][metric]["value"] - summary["methods"][b][metric]["value"]
+            assert abs(e["value"] - pooled) < 1e-9 and e["low"] <= e["value"] <= e["high"], (name, metric)
+    assert "Differences between methods (A − B; 95% intervals resampling the seeds" in table
     # A tiny random model learns nothing: no target that needs learning may pass.
     ilf_vs_base = next(t for t in summary["targets"] if t["name"].startswith("ILF good-summary rate above base"))
     assert ilf_vs_base["pass"] is False

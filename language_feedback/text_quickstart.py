@@ -68,6 +68,8 @@ METRICS = ("good", "recall", "hallucination", "copying", "format_violation", "n_
 COMPARISONS = (("ilf_embedding", "base"), ("ilf_embedding", "no_feedback"), ("ilf_embedding", "sft_initial"),
                ("shuffled_feedback", "no_feedback"))
 DIFFERENCE_METRICS = ("good", "recall", "hallucination")
+# The fields of a scored row (:func:`scored_rows`) that the rate metrics are read from (flags, or lists: empty or not).
+_ROW_FIELDS = {"hallucination": "unsupported", "copying": "copies", "format_violation": "format_violations"}
 RATE_METRICS = ("good", "hallucination", "copying", "format_violation")
 
 
@@ -521,7 +523,9 @@ def method_differences(by_seed: dict[str, dict[int, list[dict]]]) -> dict[tuple[
 
 
 def _metric(row: dict, metric: str) -> float:
-    return float(bool(row["unsupported"])) if metric == "hallucination" else float(row[metric])
+    """One of :data:`METRICS` for one scored summary (a row of :func:`scored_rows`); rates as 0/1."""
+    value = row[_ROW_FIELDS.get(metric, metric)]
+    return float(bool(value)) if isinstance(value, (bool, list)) else float(value)
 
 
 def difference_lines(differences: dict[tuple[str, str], dict[str, Estimate]]) -> list[str]:
@@ -570,16 +574,7 @@ def profile_lines(seconds: dict[str, float], workers: int, shown: int = 10) -> l
 
 def method_statistics(rows: Sequence[dict]) -> dict[str, Estimate]:
     """Each metric of one method over its scored summaries: rates with Wilson intervals, means bootstrapped."""
-    flags = {
-        "good": [r["good"] for r in rows],
-        "hallucination": [bool(r["unsupported"]) for r in rows],
-        "copying": [r["copies"] for r in rows],
-        "format_violation": [bool(r["format_violations"]) for r in rows],
-    }
-    out = {k: rate([float(x) for x in v]) for k, v in flags.items()}
-    out["recall"] = mean_ci([r["recall"] for r in rows])
-    out["n_words"] = mean_ci([r["n_words"] for r in rows])
-    return {k: out[k] for k in METRICS}
+    return {m: (mean_ci if m in ("recall", "n_words") else rate)([_metric(r, m) for r in rows]) for m in METRICS}
 
 
 def _cell(e: Estimate, digits: int = 2) -> str:

@@ -20,9 +20,10 @@ samples for every method), the model's own greedy summaries get the oracle's fee
 - ``base``: the model as it is.
 
 Each method's greedy summaries of the seed's share of the test posts are scored; the report pools the seeds
-(``test_posts`` in all) and gives each rate a 95% Wilson interval; the differences between methods get intervals that
-resample the seeds (training runs) as well as the test posts (:func:`rlhf.metrics.paired_difference_ci`). Methods share what is identical between
-them (the base model's summaries, the ILF run's data and refinements) through ``RunDir.import_stage``.
+(``test_posts`` in all) and gives each rate a 95% Wilson interval; the differences between methods get intervals
+that resample the seeds (training runs) as well as the test posts (:func:`rlhf.metrics.paired_difference_ci`).
+Methods share what is identical between them (the base model's summaries, the ILF run's data and refinements)
+through ``RunDir.import_stage``.
 Every stage is resumable; seeds train in parallel worker processes.
 """
 
@@ -574,7 +575,7 @@ def profile_lines(seconds: dict[str, float], workers: int, shown: int = 10) -> l
 
 def method_statistics(rows: Sequence[dict]) -> dict[str, Estimate]:
     """Each metric of one method over its scored summaries: rates with Wilson intervals, means bootstrapped."""
-    return {m: (mean_ci if m in ("recall", "n_words") else rate)([_metric(r, m) for r in rows]) for m in METRICS}
+    return {m: (rate if m in RATE_METRICS else mean_ci)([_metric(r, m) for r in rows]) for m in METRICS}
 
 
 def _cell(e: Estimate, digits: int = 2) -> str:

@@ -31,19 +31,25 @@ REFINE_WITHOUT_FEEDBACK_TEMPLATE = (
 # message, and the summary is the assistant's reply. Asked for a TL;DR in the completion format above,
 # SmolLM2-135M-Instruct rambled on for several sentences (81% of its summaries in the feedback world); asked
 # this way, 15% had more than one sentence (48 test posts).
-SUMMARIZE_INSTRUCTION = "Summarize this post in one sentence.\n\nTitle: {title}\n\nPost: {post}"
-# The refinement request, stated before and again after the material, with the form of the reply. Measured in the
-# feedback world with SmolLM2-135M-Instruct (96 posts x 4 refinements, 2026-12-07), against the request stated only
-# after the material and without the reply's form: refinements that state the cost 0.15 -> 0.26, meta-comments
-# 0.40 -> 0.19 (a "Title: ..." line echoing the prompt's layout was 29% of them), posts whose best refinement is a
-# good summary 0.07 -> 0.17; more of them have two sentences (0.38 -> 0.53). The chat format itself had already
-# made refinements state what the feedback asks for 1.5 times as often as the completion-style template above.
-REFINE_WITH_FEEDBACK_REQUEST = "Rewrite the summary so that it follows the feedback. Reply with the new one-sentence summary only."
-REFINE_WITHOUT_FEEDBACK_REQUEST = "Rewrite the summary to make it better. Reply with the new one-sentence summary only."
+SUMMARIZE_REQUEST = "Summarize this post in one sentence."
+SUMMARIZE_INSTRUCTION = SUMMARIZE_REQUEST + "\n\nTitle: {title}\n\nPost: {post}"
+# The refinement request for a chat model: the summarize instruction, the post, the earlier summary, then the
+# instruction again with the feedback as its last words. Measured in the feedback world with SmolLM2-135M-Instruct
+# on the same 96 training posts x 4 refinements (2026-12-07, two sampling seeds), against the request "Rewrite the
+# summary so that it follows the feedback. Reply with the new one-sentence summary only." stated before and after
+# "Summary: ... Feedback: ...": good summaries among the refinements 0.04-0.06 -> 0.10-0.12, posts with at least
+# one good refinement 0.10-0.14 -> 0.20-0.27, refinements with more than one sentence 0.50-0.52 -> 0.13;
+# refinements that state the cost 0.25-0.26 -> 0.18 (asked to rewrite, the model retold the post, amount
+# included). With the ablation's request below (no feedback), 0.09-0.11 state the cost. Earlier, the chat format
+# itself had made refinements state what the feedback asks for 1.5 times as often as the completion-style
+# template above.
 REFINE_WITH_FEEDBACK_INSTRUCTION = (
-    "{request}\n\nTitle: {title}\n\nPost: {post}\n\nSummary: {summary}\n\nFeedback: {feedback}\n\n{request}"
+    "{request}\n\nTitle: {title}\n\nPost: {post}\n\nAn earlier summary was: {summary}\n\n{request} {feedback}"
 )
-REFINE_WITHOUT_FEEDBACK_INSTRUCTION = "{request}\n\nTitle: {title}\n\nPost: {post}\n\nSummary: {summary}\n\n{request}"
+REFINE_WITHOUT_FEEDBACK_INSTRUCTION = (
+    "{request}\n\nTitle: {title}\n\nPost: {post}\n\nAn earlier summary was: {summary}\n\n"
+    "{request} Make it better than the earlier one."
+)
 
 # InstructRM (selectors.InstructRMSelector): the judge sees the input, the original output, the feedback
 # and a candidate refinement, then one yes/no question; several phrasings are averaged.
@@ -95,9 +101,9 @@ def refine_prompt(title: str, post: str, summary: str, feedback: str | None, tok
         fields["feedback"] = feedback.strip()
     if is_chat(tokenizer):
         if feedback is None:
-            instruction = REFINE_WITHOUT_FEEDBACK_INSTRUCTION.format(request=REFINE_WITHOUT_FEEDBACK_REQUEST, **fields)
+            instruction = REFINE_WITHOUT_FEEDBACK_INSTRUCTION.format(request=SUMMARIZE_REQUEST, **fields)
         else:
-            instruction = REFINE_WITH_FEEDBACK_INSTRUCTION.format(request=REFINE_WITH_FEEDBACK_REQUEST, **fields)
+            instruction = REFINE_WITH_FEEDBACK_INSTRUCTION.format(request=SUMMARIZE_REQUEST, **fields)
         return _user_turn(tokenizer, instruction)
     return (REFINE_WITHOUT_FEEDBACK_TEMPLATE if feedback is None else REFINE_WITH_FEEDBACK_TEMPLATE).format(**fields)
 

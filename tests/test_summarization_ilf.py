@@ -153,12 +153,13 @@ def test_refinement_requests_are_instructions_for_chat_models(tiny_lm_path):
                                "{% if add_generation_prompt %}<assistant>{% endif %}")
     chat = refine_prompt("T", "A post.", "A summary.", "Say what it cost.", tokenizer)
     assert chat.startswith("<user>") and chat.endswith("<assistant>")
-    assert "Feedback: Say what it cost." in chat
-    request = "Rewrite the summary so that it follows the feedback. Reply with the new one-sentence summary only."
+    request = "Summarize this post in one sentence."
     assert chat.count(request) == 2 and chat.index(request) < chat.index("Post: A post.")  # before and after
-    assert chat.removesuffix("<assistant>").removesuffix("</user>").endswith(request)
+    assert chat.index("Post: A post.") < chat.index("An earlier summary was: A summary.")
+    assert chat.removesuffix("<assistant>").removesuffix("</user>").endswith(f"{request} Say what it cost.")  # feedback last
     ablation = refine_prompt("T", "A post.", "A summary.", None, tokenizer)
-    assert "Feedback" not in ablation and ablation.count("Rewrite the summary to make it better.") == 2
+    assert "Say what it cost" not in ablation and ablation.count(request) == 2
+    assert "An earlier summary was: A summary." in ablation
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from language_feedback.text import WORD, split_sentences
+
 CHECKABLE_FACTS = ("amount", "outcome")  # the fact types the scorer can check in any wording
 REQUIRED_FACTS = CHECKABLE_FACTS  # the default reader preference
 # Fixed from the generator's reference summaries (longest 29 words, largest copy share 0.35 over 5000 posts; see
@@ -456,7 +458,6 @@ def generate_world(n_posts: int, seed: int = 0) -> list[Post]:
 # The ground-truth scorer
 # --------------------------------------------------------------------------------------------------
 
-_WORD = re.compile(r"[A-Za-z0-9']+")
 _NUMBER = re.compile(r"\d[\d,.]*\d|\d")
 _META = re.compile(
     r"\b(the|this|that|original|given|above) (text|post|passage|story|article|summary|tl;?dr)\b|"
@@ -472,7 +473,7 @@ def _numbers(text: str) -> set[str]:
 
 
 def _words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text)]
+    return [w.lower() for w in WORD.findall(text)]
 
 
 def _ngrams(words: Sequence[str], n: int) -> set[tuple[str, ...]]:
@@ -484,16 +485,11 @@ def _has_marker_group(text: str, group: Sequence[str]) -> bool:
     return any((" " + stem) in lowered for stem in group)
 
 
-def _sentences(text: str) -> list[str]:
-    parts = re.split(r"(?<=[.!?])\s+(?=\S)", text.strip())
-    return [p for p in parts if _WORD.search(p)]
-
-
 def _names(text: str) -> set[str]:
     """Capitalised words that are not sentence starters: names of people and places."""
     found = set()
-    for sentence in _sentences(text):
-        words = _WORD.findall(sentence)
+    for sentence in split_sentences(text):
+        words = WORD.findall(sentence)
         for i, word in enumerate(words):
             possessive = word.endswith("'s")
             word = word.removesuffix("'s")
@@ -555,7 +551,7 @@ def score(post: Post, summary: str, required: Sequence[str] = REQUIRED_FACTS) ->
     key_numbers = _numbers(amount)
     has_amount = bool(key_numbers) and key_numbers <= summary_numbers
     has_outcome = all(_has_marker_group(summary, group) for group in post.outcome_markers)
-    post_words_cased = {w.removesuffix("'s") for w in _WORD.findall(post.text + " " + post.title)}
+    post_words_cased = {w.removesuffix("'s") for w in WORD.findall(post.text + " " + post.title)}
     unsupported = sorted((summary_numbers - post_numbers) | (_names(summary) - post_words_cased))
     summary_words, post_words = _words(summary), _words(post.text)
     grams = _ngrams(summary_words, COPY_NGRAM)
@@ -565,7 +561,7 @@ def score(post: Post, summary: str, required: Sequence[str] = REQUIRED_FACTS) ->
         violations.append("meta-comment")
     if '"' in summary or "“" in summary or "”" in summary:
         violations.append("quotes")
-    if len(_sentences(summary)) > 1:
+    if len(split_sentences(summary)) > 1:
         violations.append("more than one sentence")
     return Score(
         present={"amount": has_amount, "outcome": has_outcome}, required=tuple(required),

@@ -37,6 +37,7 @@ from language_feedback.summarization_data import (
     load_slf5k,
     subsample,
 )
+from language_feedback.text import split_sentences
 from rlhf.artifacts import RunDir, read_jsonl, write_json_atomic, write_jsonl_atomic
 from rlhf.behaviour import DriftSettings
 from rlhf.config import ConfigError, run_identity, runtime_field
@@ -60,17 +61,23 @@ class SummarizationILFSettings:
     num_refinements: int = 4
     use_feedback: bool = True  # False: refinements without feedback (ablation)
     selector: str = "embedding"  # see language_feedback.selectors.SELECTORS
-    embedder: str = "all-minilm-l6-v2"  # for selector=embedding
+    embedder: str = "all-minilm-l6-v2"  # for selector=embedding or grounded
     judge_model: str = ""  # for selector=instructrm; "" = the current policy judges its own refinements
     reward_model: str = ""  # for selector=reward_model: a directory from rlhf.preference.train_reward_model
     #: Keep a sample only when the selector scores its best refinement above the summary the feedback is
     #: about (the analogue of ILF for code keeping only refinements that pass the tests): a weak model's
     #: failed refinements are then not imitated. Not with the human selector, whose only candidate is given.
     require_improvement: bool = False
+    #: With ``require_improvement``: by how much (in the selector's units) the best refinement must outscore the
+    #: initial summary. A refinement that barely differs from the summary it corrects teaches little.
+    min_improvement: float = 0.0
     #: A refinement cut off at ``max_new_tokens`` before its end is no candidate: imitating it would teach the
     #: model to stop mid-sentence (TRL's ``mask_truncated_completions``, for imitation). Old runs' refinements
     #: without the record count as finished.
     skip_truncated: bool = False
+    #: A refinement with more sentences than this is no candidate (None: any number): the request asks for a
+    #: one-sentence summary, and imitating a retelling would teach the model to retell.
+    max_sentences: int | None = None
     max_new_tokens: int = 64
     temperature: float = 0.7
     top_p: float = 0.95
@@ -94,6 +101,11 @@ class SummarizationILFSettings:
         for name in ("rounds", "samples_per_round", "num_refinements", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"must be >= 1, got {getattr(self, name)}", key=name)
+        if self.max_sentences is not None and self.max_sentences < 1:
+            raise ConfigError(f"must be >= 1 or null, got {self.max_sentences}", key="max_sentences")
+        if self.min_improvement < 0 or (self.min_improvement and not self.require_improvement):
+            raise ConfigError(f"a margin >= 0 that needs require_improvement: true, got {self.min_improvement}",
+                              key="min_improvement")
         if self.selector not in SELECTORS:
             raise ConfigError(f"unknown selector {self.selector!r}; known selectors: {', '.join(sorted(SELECTORS))}",
                               key="selector")
@@ -221,8 +233,8 @@ def sample_from_row(row: dict) -> SummaryFeedbackSample:
 def build_selector(cfg: SummarizationILFSettings, tokenizer: Any = None) -> Selector:
     """The selector the settings name (InstructRM with ``judge_model``); ``tokenizer`` is the policy's (the
     reward-model selector reads summaries in the policy's prompt format)."""
-    if cfg.selector == "embedding":
-        return make_selector("embedding", embedder=cfg.embedder)
+    if cfg.selector in ("embedding", "grounded"):
+        return make_selector(cfg.selector, embedder=cfg.embedder)
     if cfg.selector == "instructrm":
         from rlhf.models import load_causal_lm
 
@@ -393,17 +405,17 @@ class SummarizationILF:
         batch = self.batch(r)
         generated = read_jsonl(self.run_dir.stage_path(f"round{r}/refinements") / "refinements.jsonl")
         finished = [row.get("finished", [True] * len(row["refinements"])) for row in generated]
-        candidates = [[text for text, done in zip(row["refinements"], done_flags) if done or not self.settings.skip_truncated]
+        candidates = [[text for text, done in zip(row["refinements"], done_flags) if self._candidate(text, done)]
                       for row, done_flags in zip(generated, finished)]
         chooser = self.selector_override or self._build_selector(r)
         items = selection_items(batch, candidates, chooser, self.tokenizer)
         kept = [i for i, item in enumerate(items) if item is not None]
         if len(kept) < len(items):
-            logger.warning("round %d: %d of %d samples have no non-empty%s refinement; skipped",
-                           r, len(items) - len(kept), len(items), ", finished" if self.settings.skip_truncated else "")
+            logger.warning("round %d: %d of %d samples have no refinement that is a candidate (%s); skipped",
+                           r, len(items) - len(kept), len(items), self._candidate_rule())
         if not kept:
-            raise RuntimeError(f"round {r}: every refinement is empty" + (" or cut off at max_new_tokens"
-                               if self.settings.skip_truncated else "") + "; raise max_new_tokens or check the model")
+            raise RuntimeError(f"round {r}: no refinement is a candidate ({self._candidate_rule()}); raise "
+                               "max_new_tokens or max_sentences, or check the model")
         compare_initial = self.settings.require_improvement and not chooser.uses_human_refinement
         if compare_initial:  # the initial summary is scored as one more candidate, last
             scored = [dataclasses.replace(items[i], candidates=(*items[i].candidates, items[i].initial)) for i in kept]
@@ -415,7 +427,7 @@ class SummarizationILF:
             item = items[i]
             initial_score = item_scores.pop() if compare_initial else None
             best = max(range(len(item_scores)), key=item_scores.__getitem__)
-            if initial_score is not None and item_scores[best] <= initial_score:
+            if initial_score is not None and item_scores[best] <= initial_score + self.settings.min_improvement:
                 continue
             rows.append({"id": batch[i].id, "prompt": item.context, "selected": item.candidates[best],
                          "selector": chooser.name, "candidates": list(item.candidates), "scores": item_scores,
@@ -428,10 +440,22 @@ class SummarizationILF:
             logger.info("round %d: the selector prefers a refinement to the initial summary for %d of %d samples",
                         r, len(rows), len(kept))
             if not rows:
-                raise RuntimeError(f"round {r}: no refinement scored above its initial summary; nothing to train on "
-                                   "(more num_refinements or samples_per_round, or require_improvement: false)")
+                raise RuntimeError(f"round {r}: no refinement scored above its initial summary by more than "
+                                   f"min_improvement={self.settings.min_improvement}; nothing to train on (more "
+                                   "num_refinements or samples_per_round, or a smaller min_improvement)")
         write_jsonl_atomic(out / "selected.jsonl", rows)
         write_jsonl_atomic(out / "comparisons.jsonl", comparisons)
+
+    def _candidate(self, text: str, finished: bool) -> bool:
+        """Whether a refinement may be selected: not cut off (with ``skip_truncated``), not too many sentences."""
+        s = self.settings
+        return (finished or not s.skip_truncated) and (s.max_sentences is None
+                                                       or len(split_sentences(text)) <= s.max_sentences)
+
+    def _candidate_rule(self) -> str:
+        s = self.settings
+        return ", ".join(["non-empty"] + (["finished"] if s.skip_truncated else [])
+                         + ([f"at most {s.max_sentences} sentence(s)"] if s.max_sentences is not None else []))
 
     def model(self, r: int, out: Path) -> None:
         """Fine-tune the previous round's model on every round's selected refinements so far."""

@@ -6,11 +6,14 @@ for the amount), an oracle that says so in words, and a scorer that knows a good
 samples for every method), the model's own greedy summaries get the oracle's feedback, and:
 
 - ``ilf_embedding``: ILF (:class:`~language_feedback.summarization_ilf.SummarizationILF`): refinements with the
-  feedback, the embedding selector, fine-tuning on the selected refinements;
+  feedback, the ILF paper's embedding selector (no margin), fine-tuning on the selected refinements;
+- ``ilf_grounded``: the same refinements, the grounded selector (:class:`~language_feedback.selectors.GroundedSelector`:
+  the post's content the feedback asks for), with the ``ilf`` section's ``min_improvement``;
 - ``ilf_ground_truth``: the same refinements, the one with the best ground-truth score selected (the upper
   bound of what selection can give);
-- ``no_feedback``: refinements asked for without the feedback (the paper's ablation), embedding selector;
-- ``shuffled_feedback``: refinements with another post's feedback (the control);
+- ``no_feedback``: refinements asked for without the feedback (the paper's ablation), selected as the ``ilf``
+  section says (``selector``, ``min_improvement``; the quickstart's config: as ``ilf_grounded``);
+- ``shuffled_feedback``: refinements with another post's feedback (the control), selected likewise;
 - ``sft_initial``: fine-tuning on the model's own initial summaries;
 - ``best_of_n``: a Bradley–Terry reward model trained on the feedback-derived comparisons of the ILF run
   (selected refinement ≻ initial summary) picks the best of ``best_of`` samples of the base model;
@@ -63,10 +66,12 @@ from rlhf.models import resolve_model_path
 from rlhf.targets import Target
 from rlhf.training import GRPOSettings, TrainingSettings
 
-METHODS = ("ilf_embedding", "ilf_ground_truth", "no_feedback", "shuffled_feedback", "sft_initial", "best_of_n", "sdpo")
+METHODS = ("ilf_embedding", "ilf_grounded", "ilf_ground_truth", "no_feedback", "shuffled_feedback", "sft_initial", "best_of_n", "sdpo")
 METRICS = ("good", "recall", "hallucination", "copying", "format_violation", "n_words")
 # The comparisons the targets make (A, B), and the metrics their seed-aware differences are given for.
-COMPARISONS = (("ilf_embedding", "base"), ("ilf_embedding", "no_feedback"), ("ilf_embedding", "sft_initial"),
+# The ILF arms whose selectors do not read the ground truth: the targets test each.
+ILF_ARMS = ("ilf_embedding", "ilf_grounded")
+COMPARISONS = (*((arm, other) for arm in ILF_ARMS for other in ("base", "no_feedback", "sft_initial")),
                ("shuffled_feedback", "no_feedback"))
 DIFFERENCE_METRICS = ("good", "recall", "hallucination")
 # The fields of a scored row (:func:`scored_rows`) that the rate metrics are read from (flags, or lists: empty or not).
@@ -228,6 +233,10 @@ class SeedRun:
             settings = dataclasses.replace(settings, use_feedback=False)
         if method == "shuffled_feedback":
             samples = "shuffled_feedback"
+        if method == "ilf_embedding":  # the ILF paper's selector: the best refinement, whatever its margin
+            settings = dataclasses.replace(settings, selector="embedding", min_improvement=0.0)
+        if method == "ilf_grounded":
+            settings = dataclasses.replace(settings, selector="grounded")
         if method == "ilf_ground_truth":
             selector = GroundTruthSelector(self.train, self.config.world.required_facts, self.tokenizer)
         held_out = None
@@ -246,6 +255,7 @@ class SeedRun:
         else:
             source = self.ilf("ilf_embedding").run_dir
             shared = {"ilf_ground_truth": ("data", "round1/initial", "round1/refinements"),
+                      "ilf_grounded": ("data", "round1/initial", "round1/refinements"),
                       "no_feedback": ("data", "round1/initial"), "shuffled_feedback": ("round1/initial",)}[method]
             for stage in shared:  # identical model, posts, prompts and seeds: computed once
                 run.run_dir.import_stage(stage, source)
@@ -476,17 +486,17 @@ class TextQuickstart(Experiment):
         good = {m: s["good"] for m, s in stats.items()}
         out = [Target("the world is not easy: base model's good-summary rate", good["base"].value, "<",
                       t.max_base_good_rate)]
-        if "ilf_embedding" in good:
-            recall = {m: stats[m]["recall"] for m in ("base", "ilf_embedding")}
-            out.append(Target("ILF recall of the required facts above the base model's, 95% intervals apart "
-                              "(ILF low − base high)", recall["ilf_embedding"].low - recall["base"].high, ">", 0.0))
-            ilf = good["ilf_embedding"]
+        for arm in (a for a in ILF_ARMS if a in good):
+            name = f"ILF ({arm.removeprefix('ilf_')} selector)"
+            recall = {m: stats[m]["recall"] for m in ("base", arm)}
+            out.append(Target(f"{name} recall of the required facts above the base model's, 95% intervals apart "
+                              "(ILF low − base high)", recall[arm].low - recall["base"].high, ">", 0.0))
             for other in ("base", "no_feedback", "sft_initial"):
                 if other in good:
-                    out.append(Target(f"ILF good-summary rate above {other}'s, 95% intervals apart (ILF low − "
-                                      f"{other} high)", ilf.low - good[other].high, ">", 0.0))
-            hallucination = stats["ilf_embedding"]["hallucination"].value - stats["base"]["hallucination"].value
-            out.append(Target("ILF hallucination rate minus the base model's", hallucination, "<=",
+                    out.append(Target(f"{name} good-summary rate above {other}'s, 95% intervals apart (ILF low − "
+                                      f"{other} high)", good[arm].low - good[other].high, ">", 0.0))
+            hallucination = stats[arm]["hallucination"].value - stats["base"]["hallucination"].value
+            out.append(Target(f"{name} hallucination rate minus the base model's", hallucination, "<=",
                               t.max_hallucination_increase))
         if {"shuffled_feedback", "no_feedback"} <= set(good):
             out.append(Target("shuffled feedback no better than no feedback (shuffled low − no-feedback high)",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from language_feedback.prompts import INSTRUCTRM_QUESTIONS
 from language_feedback.selectors import (
     SELECTORS,
     EmbeddingSimilaritySelector,
+    GroundedSelector,
     HumanRefinementSelector,
     InstructRMSelector,
     RandomSelector,
@@ -233,11 +236,43 @@ def test_random_reward_model_and_human_selectors():
         human.score(ITEMS)
 
 
+ROOF = SelectionItem(
+    context=("Title: Roofer from hell\n\nPost: Jonas fixed the roof of our house in Leeds in March. The roof repairs "
+             "cost 3,000 euros. It rained inside a week later. He came back and fixed the leak for free."),
+    initial="A roofer fixed our roof in Leeds, and it leaked a week later.",
+    feedback="You left out how much the roof repairs cost.",
+    candidates=(
+        "The summary should say how much the roof repairs cost.",  # a remark that echoes the feedback
+        "Jonas fixed our roof in Leeds for 3,000 euros and came back to fix the leak for free.",
+        "Jonas fixed our roof in Leeds for 5,000 euros and came back to fix the leak for free.",  # invented amount
+        "Jonas, with Maria from Bristol, fixed our roof for 3,000 euros.",  # invented names
+        "It rained inside a week after the roofer came, and he fixed the leak for free.",  # the wrong part
+    ),
+)
+
+
+def test_grounded_prefers_the_posts_content_the_feedback_asks_for(minilm):
+    grounded = GroundedSelector(minilm).score([ROOF])[0]
+    assert max(range(5), key=grounded.__getitem__) == 1
+    assert grounded[1] > grounded[0] + 0.25  # the remark holds none of the cost sentence's specific words
+    assert grounded[1] - grounded[2] > 0.5  # the cost missing, and one invented number: invented_penalty
+    assert grounded[1] - grounded[3] > 0.9  # two invented names (the number is the post's)
+    assert grounded[1] > grounded[4]
+    # Why it exists: the embedding selector ranks the remark that repeats the feedback above the summary.
+    embedding = EmbeddingSimilaritySelector(minilm).score([ROOF])[0]
+    assert embedding[0] > embedding[1]
+    # Its score reads the feedback: asked about the leak instead, the leak's retelling wins over the cost.
+    leak = GroundedSelector(minilm).score([dataclasses.replace(ROOF, feedback="Say that he fixed the leak for free.")])[0]
+    assert leak[4] > leak[0] and leak.index(max(leak)) in (1, 4)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        GroundedSelector(minilm, temperature=0)
+
+
 def test_unknown_selector_lists_known_ones():
-    with pytest.raises(ValueError, match="unknown selector 'bert'; known selectors: embedding, human, instructrm"):
+    with pytest.raises(ValueError, match="unknown selector 'bert'; known selectors: embedding, grounded, human, instructrm"):
         make_selector("bert")
     assert isinstance(make_selector("random", seed=0), RandomSelector)
-    assert set(SELECTORS) >= {"embedding", "instructrm", "random", "reward_model", "human"}
+    assert set(SELECTORS) >= {"embedding", "grounded", "instructrm", "random", "reward_model", "human"}
 
 
 DIAGNOSTIC_ITEMS = [

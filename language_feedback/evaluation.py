@@ -206,8 +206,8 @@ def build_selector(name: str, cfg: SelectorDiagnosticsConfig, noun: str):
             raise ConfigError("the reward_model selector needs a reward model directory", key="reward_model")
         return make_selector("reward_model", reward_model=PreferenceRewardModel(path),
                              format_completion=summary_completion if noun == "summary" else (lambda c: c))
-    if name == "embedding":
-        return make_selector("embedding", embedder=cfg.embedder)
+    if name in ("embedding", "grounded"):
+        return make_selector(name, embedder=cfg.embedder)
     if name == "instructrm":
         from rlhf.models import load_causal_lm
 

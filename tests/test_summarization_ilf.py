@@ -204,6 +204,15 @@ def test_require_improvement_drops_samples_whose_initial_summary_the_selector_pr
     everything = {s.generated_summary_for_feedback for s in samples}
     with pytest.raises(RuntimeError, match="round 1: no refinement scored above its initial summary"):
         SummarizationILF(settings, samples, tmp_path / "none", selector=InitialWinsFor(everything)).run()
+    # A margin: refinements score 1, initial summaries 0; nothing beats them by more than 1.
+    margin = dataclasses.replace(settings, min_improvement=1.0)
+    with pytest.raises(RuntimeError, match="by more than min_improvement=1.0; nothing to train on"):
+        SummarizationILF(margin, samples, tmp_path / "margin", selector=InitialWinsFor(set())).run()
+    kept = SummarizationILF(dataclasses.replace(settings, min_improvement=0.5), samples, tmp_path / "half",
+                            selector=InitialWinsFor(set())).run()
+    assert len(read_jsonl(kept.selected[0])) == 2
+    with pytest.raises(ConfigError, match="'min_improvement': a margin >= 0 that needs require_improvement: true"):
+        dataclasses.replace(settings, require_improvement=False, min_improvement=0.5)
 
 
 def test_skip_truncated_keeps_refinements_cut_off_at_max_new_tokens_out_of_selection(tiny_lm_path, tmp_path):
@@ -217,7 +226,7 @@ def test_skip_truncated_keeps_refinements_cut_off_at_max_new_tokens_out_of_selec
     rows = read_jsonl(path)
     # The tiny model writes random tokens up to max_new_tokens (12): its refinements are recorded as cut off.
     assert [r["finished"] for r in rows] == [[False] * 3] * 2
-    with pytest.raises(RuntimeError, match="every refinement is empty or cut off at max_new_tokens"):
+    with pytest.raises(RuntimeError, match=r"no refinement is a candidate \(non-empty, finished\)"):
         run.run()
     for row in rows:  # one finished refinement per sample
         row["refinements"][-1], row["finished"] = f"A finished refinement of {row['id']}.", [False, False, True]
@@ -226,6 +235,27 @@ def test_skip_truncated_keeps_refinements_cut_off_at_max_new_tokens_out_of_selec
     selected = read_jsonl(tmp_path / "run" / "round1" / "selection" / "selected.jsonl")
     assert [(s["selected"], s["candidates"]) for s in selected] == [
         (f"A finished refinement of {r['id']}.", [f"A finished refinement of {r['id']}."]) for r in rows]
+
+
+def test_max_sentences_keeps_longer_refinements_out_of_selection(tiny_lm_path, tmp_path, caplog):
+    from rlhf.artifacts import write_jsonl_atomic
+
+    samples = load_slf5k(data_file(tmp_path))
+    run = SummarizationILF(tiny_config(tiny_lm_path, rounds=1, max_sentences=1), samples, tmp_path / "run")
+    for name, build in run.stages()[:3]:  # data, round1/initial, round1/refinements
+        run.run_dir.stage(name, build)
+    path = tmp_path / "run" / "round1" / "refinements" / "refinements.jsonl"
+    rows = read_jsonl(path)
+    rows[0]["refinements"] = ["One sentence. And another one.", "The only candidate, one sentence.", "A? B!"]
+    rows[1]["refinements"] = ["Two sentences here. Yes.", "First. Second. Third.", "A! B."]
+    write_jsonl_atomic(path, rows)
+    with caplog.at_level(logging.WARNING, logger="language_feedback.summarization_ilf"):
+        run.run()
+    assert "1 of 2 samples have no refinement that is a candidate (non-empty, at most 1 sentence(s))" in caplog.text
+    selected = read_jsonl(tmp_path / "run" / "round1" / "selection" / "selected.jsonl")
+    assert [(s["id"], s["candidates"]) for s in selected] == [(rows[0]["id"], ["The only candidate, one sentence."])]
+    with pytest.raises(ConfigError, match="'max_sentences': must be >= 1 or null, got 0"):
+        tiny_config(tiny_lm_path, max_sentences=0)
 
 
 def test_drift_reports_after_every_round_compare_with_the_base_and_the_previous_round(tiny_lm_path, tmp_path):

@@ -66,7 +66,8 @@ class SummarizationILFSettings:
     reward_model: str = ""  # for selector=reward_model: a directory from rlhf.preference.train_reward_model
     #: Keep a sample only when the selector scores its best refinement above the summary the feedback is
     #: about (the analogue of ILF for code keeping only refinements that pass the tests): a weak model's
-    #: failed refinements are then not imitated. Not with the human selector, whose only candidate is given.
+    #: failed refinements are then not imitated; a round that keeps none leaves the model as it was. Not with
+    #: the human selector, whose only candidate is given.
     require_improvement: bool = False
     #: With ``require_improvement``: by how much (in the selector's units) the best refinement must outscore the
     #: initial summary. A refinement that barely differs from the summary it corrects teaches little.
@@ -269,6 +270,10 @@ def selection_items(samples: Sequence[SummaryFeedbackSample], candidates: Sequen
     return items
 
 
+#: In a round's model stage that trained nothing (no sample selected yet): ``{"model": <the model it kept>}``.
+UNCHANGED = "unchanged.json"
+
+
 class SummarizationILF:
     """ILF rounds for summarization in a run directory; :meth:`run` executes (or resumes) every stage.
 
@@ -366,7 +371,11 @@ class SummarizationILF:
 
     def model_path(self, round_: int) -> str:
         """The model before round ``round_`` (1-based): the base model, then each round's fine-tuned one."""
-        return self.base_model if round_ == 1 else str(self.run_dir.stage_path(f"round{round_ - 1}/model"))
+        if round_ == 1:
+            return self.base_model
+        trained = self.run_dir.stage_path(f"round{round_ - 1}/model")
+        unchanged = trained / UNCHANGED
+        return json.loads(unchanged.read_text())["model"] if unchanged.is_file() else str(trained)
 
     def batch(self, round_: int) -> list[SummaryFeedbackSample]:
         n = self.settings.samples_per_round
@@ -439,10 +448,10 @@ class SummarizationILF:
         if compare_initial:
             logger.info("round %d: the selector prefers a refinement to the initial summary for %d of %d samples",
                         r, len(rows), len(kept))
-            if not rows:
-                raise RuntimeError(f"round {r}: no refinement scored above its initial summary by more than "
-                                   f"min_improvement={self.settings.min_improvement}; nothing to train on (more "
-                                   "num_refinements or samples_per_round, or a smaller min_improvement)")
+            if not rows:  # an outcome, not an error: the ablations of a sweep at few samples end up here
+                logger.warning("round %d: no refinement scored above its initial summary by more than "
+                               "min_improvement=%s; nothing to imitate, the model stays as it was", r,
+                               self.settings.min_improvement)
         write_jsonl_atomic(out / "selected.jsonl", rows)
         write_jsonl_atomic(out / "comparisons.jsonl", comparisons)
 
@@ -466,6 +475,9 @@ class SummarizationILF:
             for k in range(1, r + 1)
             for row in read_jsonl(self.run_dir.stage_path(f"round{k}/selection") / "selected.jsonl")
         ]
+        if not examples:  # nothing selected in any round so far: this round's model is the one before it
+            write_json_atomic(out / UNCHANGED, {"model": self.model_path(r)})
+            return
         self._policy = None  # free the generation copy before training
         self._release_engine()
         sft(self.model_path(r), examples, out, lora=self.settings.lora,
@@ -526,7 +538,8 @@ class SummarizationILF:
             selected = read_jsonl(self.run_dir.stage_path(f"round{r}/selection") / "selected.jsonl")
             n_train += len(selected)
             metrics.append({"round": r, "n_selected": len(selected), "n_train_examples": n_train,
-                            "mean_selected_score": sum(max(row["scores"]) for row in selected) / len(selected)})
+                            "mean_selected_score": (sum(max(row["scores"]) for row in selected) / len(selected)
+                                                    if selected else None)})
         final = self.model_path(self.settings.rounds + 1)
         if self.run_dir.is_main:
             write_json_atomic(self.run_dir.path / "summary.json", {"final_model": final, "rounds": metrics})

@@ -201,16 +201,22 @@ def test_require_improvement_drops_samples_whose_initial_summary_the_selector_pr
     assert [row["id"] for row in selected] == ["t1"]  # t0's initial summary beat its refinements
     assert selected[0]["initial_score"] == 0.0 and len(selected[0]["scores"]) == len(selected[0]["candidates"])
 
+    # Nothing kept: nothing to imitate, and the model stays as it was, through every later round too.
     everything = {s.generated_summary_for_feedback for s in samples}
-    with pytest.raises(RuntimeError, match="round 1: no refinement scored above its initial summary"):
-        SummarizationILF(settings, samples, tmp_path / "none", selector=InitialWinsFor(everything)).run()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="language_feedback.summarization_ilf"):
+        none = SummarizationILF(dataclasses.replace(settings, rounds=2, samples_per_round=1), samples,
+                                tmp_path / "none", selector=InitialWinsFor(everything)).run()
+    assert "round 1: no refinement scored above its initial summary by more than min_improvement=0.0" in caplog.text
+    assert str(none.final_model) == tiny_lm_path and not (tmp_path / "none" / "round2" / "trainer").exists()
+    assert [m["n_selected"] for m in none.metrics] == [0, 0] and none.metrics[0]["mean_selected_score"] is None
     # A margin: refinements score 1, initial summaries 0; nothing beats them by more than 1.
-    margin = dataclasses.replace(settings, min_improvement=1.0)
-    with pytest.raises(RuntimeError, match="by more than min_improvement=1.0; nothing to train on"):
-        SummarizationILF(margin, samples, tmp_path / "margin", selector=InitialWinsFor(set())).run()
+    margin = SummarizationILF(dataclasses.replace(settings, min_improvement=1.0), samples, tmp_path / "margin",
+                              selector=InitialWinsFor(set())).run()
+    assert read_jsonl(margin.selected[0]) == [] and str(margin.final_model) == tiny_lm_path
     kept = SummarizationILF(dataclasses.replace(settings, min_improvement=0.5), samples, tmp_path / "half",
                             selector=InitialWinsFor(set())).run()
-    assert len(read_jsonl(kept.selected[0])) == 2
+    assert len(read_jsonl(kept.selected[0])) == 2 and kept.final_model == tmp_path / "half" / "round1" / "model"
     with pytest.raises(ConfigError, match="'min_improvement': a margin >= 0 that needs require_improvement: true"):
         dataclasses.replace(settings, require_improvement=False, min_improvement=0.5)
 

@@ -8,7 +8,8 @@ samples for every method), the model's own greedy summaries get the oracle's fee
 - ``ilf_embedding``: ILF (:class:`~language_feedback.summarization_ilf.SummarizationILF`): refinements with the
   feedback, the ILF paper's embedding selector (no margin), fine-tuning on the selected refinements;
 - ``ilf_grounded``: the same refinements, the grounded selector (:class:`~language_feedback.selectors.GroundedSelector`:
-  the post's content the feedback asks for), with the ``ilf`` section's ``min_improvement``;
+  the post's content the feedback asks for, and only refinements that add it), with the ``ilf`` section's
+  ``min_improvement``;
 - ``ilf_ground_truth``: the same refinements, the one with the best ground-truth score selected (the upper
   bound of what selection can give);
 - ``no_feedback``: refinements asked for without the feedback (the paper's ablation), selected as the ``ilf``

@@ -268,6 +268,17 @@ def test_grounded_prefers_the_posts_content_the_feedback_asks_for(minilm):
         GroundedSelector(minilm, temperature=0)
 
 
+def test_grounded_holds_a_remark_below_the_summary_it_must_beat(minilm):
+    """A remark in the oracle's words holds some of the cost sentence's words but not its amount: it does not act on
+    the feedback, and scores below the earlier summary; without the rule it would be selected over it."""
+    remark = "A reader wants to know what the roof repairs cost."
+    item = dataclasses.replace(ROOF, candidates=(remark, ROOF.candidates[1], ROOF.initial))
+    remark_score, summary_score, initial_score = GroundedSelector(minilm).score([item])[0]
+    assert remark_score < initial_score < summary_score
+    lenient = GroundedSelector(minilm, unacted_penalty=0).score([item])[0]
+    assert lenient[0] > lenient[2] and remark_score == pytest.approx(lenient[0] - 1.0)
+
+
 def test_unknown_selector_lists_known_ones():
     with pytest.raises(ValueError, match="unknown selector 'bert'; known selectors: embedding, grounded, human, instructrm"):
         make_selector("bert")

@@ -134,9 +134,10 @@ class GroundedSelector(EmbeddingSimilaritySelector):
       names of the sentences the feedback attends to (attention >= ``min_attention``) that the earlier summary
       and the feedback lack (their other content words, when they hold no such number or name). The earlier
       summary itself is exempt: it is what a refinement must beat. A remark that echoes the feedback ("A reader
-      wants to know what the tickets cost.") holds a word or two of the cost sentence, but not its amount; in
-      the text quickstart's world such remarks made up half of what the selector kept without this rule, and 17
-      of them taught one seed's model the remark as a template.
+      wants to know what the tickets cost.") holds a word or two of the cost sentence, but not its amount. In
+      the text quickstart's worlds (seeds 0 and 1, training refinements) half of what the selector kept without
+      this rule lacked the cost (55 of 110, margin 0.1); with it, a quarter (23 of 91, no margin). Four such
+      remarks among 17 kept refinements had taught one seed's model to answer every post with one.
 
     A remark that repeats the feedback's words scores little (they are not the context's), and so does a
     retelling of the parts the feedback is not about.
